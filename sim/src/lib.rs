@@ -1,0 +1,5 @@
+//! Squall's deterministic simulation harness.
+#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
+#![forbid(unsafe_code)]
+
+pub mod trace;
