@@ -12,12 +12,19 @@
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 #![forbid(unsafe_code)]
 
+pub mod client;
+mod conn;
+pub mod context;
 pub mod protocol;
 pub mod rng;
+pub mod server;
 pub mod status;
 pub mod transport;
 
+pub use client::{CallOptions, Caller, Channel, ChannelConfig, Client, Pool};
+pub use context::Context;
 pub use protocol::Codec;
 pub use rng::SeedSource;
+pub use server::{Router, Server};
 pub use status::{Code, Status};
 pub use transport::{Connection, Listener, Tcp, Transport};

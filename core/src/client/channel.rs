@@ -1,0 +1,548 @@
+//! [`Channel`]: one multiplexed connection. Many calls share it; each request
+//! carries an id, and the reader task hands each response to the caller waiting
+//! on that id, whatever order responses arrive in.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context as TaskContext, Poll};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::oneshot;
+use tokio::time::{Instant, Sleep};
+use tokio_util::codec::FramedRead;
+use tokio_util::sync::CancellationToken;
+
+use super::{Caller, OutgoingRequest, Reply};
+use crate::conn::{run_writer, WriteQueue};
+use crate::context::inherited_deadline;
+use crate::protocol::{Codec, Flags, Frame, FrameCodec, FrameKind, Limits, Metadata};
+use crate::status::{Code, Status};
+use crate::transport::Transport;
+
+/// Connection settings. Every timing is bounded so nothing ever hangs.
+#[derive(Clone, Debug)]
+pub struct ChannelConfig {
+    /// How long `connect` may take before failing with `Unavailable`.
+    pub connect_timeout: Duration,
+    /// Send a ping after this long without reading any frame.
+    pub keepalive_interval: Duration,
+    /// Declare the peer dead if nothing arrives this long after a ping. A dead
+    /// peer is detected at most `2 × interval + timeout` after its last frame.
+    pub keepalive_timeout: Duration,
+    /// Most calls waiting for a reply on this connection; more are refused with
+    /// `ResourceExhausted` (not executed).
+    pub max_in_flight: usize,
+    /// Frame limits, enforced on encode and decode.
+    pub limits: Limits,
+    /// Most unwritten bytes before new calls are refused.
+    pub write_backlog_max: usize,
+}
+
+impl Default for ChannelConfig {
+    /// Connect 5 s; keepalive ping after 10 s idle, dead 10 s later (gRPC's A8
+    /// allows 10 s as the shortest interval; 20 s without an ack is its timeout).
+    fn default() -> ChannelConfig {
+        ChannelConfig {
+            connect_timeout: Duration::from_secs(5),
+            keepalive_interval: Duration::from_secs(10),
+            keepalive_timeout: Duration::from_secs(10),
+            max_in_flight: 10_000,
+            limits: Limits::default(),
+            write_backlog_max: 32 * 1024 * 1024,
+        }
+    }
+}
+
+const OPEN: u8 = 0;
+const DRAINING: u8 = 1;
+const CLOSED: u8 = 2;
+
+type Waiter = oneshot::Sender<Result<Frame, Status>>;
+
+/// Calls waiting for replies, and why the connection closed (once it has).
+#[derive(Default)]
+struct Pending {
+    /// Reply senders by request id.
+    calls: BTreeMap<u64, Waiter>,
+    /// Set on close; later calls fail with it.
+    closed: Option<Status>,
+}
+
+/// State shared by the handles, the reader task, the writer task and pending calls.
+struct Shared {
+    /// The peer, as dialled (for error messages).
+    peer: String,
+    /// Encoded frames waiting to be written.
+    queue: WriteQueue,
+    /// Waiting calls.
+    pending: Mutex<Pending>,
+    /// The next request id.
+    next_id: AtomicU64,
+    /// `pending.calls.len()`, readable without the lock (pool picks, balancers).
+    in_flight: AtomicUsize,
+    /// Calls started on this channel, ever (the pool's reuse figure).
+    calls_started: AtomicU64,
+    /// OPEN, DRAINING (goaway received), or CLOSED.
+    state: AtomicU8,
+    /// Cancelled on close: stops the reader task.
+    stop: CancellationToken,
+    /// Settings.
+    config: ChannelConfig,
+}
+
+impl Shared {
+    fn pending(&self) -> MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Fails every waiting call with `reason` and stops both tasks. Idempotent.
+    fn close(&self, reason: Status) {
+        let calls = {
+            let mut pending = self.pending();
+            if pending.closed.is_some() {
+                return;
+            }
+            pending.closed = Some(reason.clone());
+            std::mem::take(&mut pending.calls)
+        };
+        self.state.store(CLOSED, Ordering::Release);
+        self.in_flight.store(0, Ordering::Relaxed);
+        self.queue.close();
+        self.stop.cancel();
+        for (_, waiter) in calls {
+            let _ = waiter.send(Err(reason.clone()));
+        }
+    }
+
+    fn remove(&self, id: u64) -> Option<Waiter> {
+        let mut pending = self.pending();
+        let waiter = pending.calls.remove(&id);
+        if waiter.is_some() {
+            self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        }
+        let drained = pending.calls.is_empty() && self.state.load(Ordering::Acquire) == DRAINING;
+        drop(pending);
+        if drained {
+            self.close(Status::unavailable(format!("{} sent goaway", self.peer)).not_executed());
+        }
+        waiter
+    }
+
+    fn cancel(&self, id: u64) {
+        if self.remove(id).is_some() {
+            let _ = self.queue.send(&Frame::control(FrameKind::Cancel, id));
+        }
+    }
+}
+
+/// Closes the connection when the last [`Channel`] clone is dropped.
+struct Owner {
+    /// The connection.
+    shared: Arc<Shared>,
+}
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        self.shared
+            .close(Status::cancelled("channel dropped").not_executed());
+    }
+}
+
+/// One multiplexed connection to one endpoint. Cheap to clone; the connection
+/// closes when the last clone is dropped.
+#[derive(Clone)]
+pub struct Channel {
+    /// Shared ownership of the connection.
+    owner: Arc<Owner>,
+}
+
+impl std::fmt::Debug for Channel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Channel")
+            .field("peer", &self.owner.shared.peer)
+            .field("in_flight", &self.in_flight())
+            .finish()
+    }
+}
+
+impl Channel {
+    /// Connects to `addr` over `transport`, bounded by `config.connect_timeout`.
+    /// A failure is `Unavailable` and not executed.
+    pub async fn connect<T: Transport>(
+        transport: &T,
+        addr: &str,
+        config: ChannelConfig,
+    ) -> Result<Channel, Status> {
+        let connect = transport.connect(addr);
+        let conn = match tokio::time::timeout(config.connect_timeout, connect).await {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(error)) => {
+                return Err(
+                    Status::unavailable(format!("connect to {addr} failed: {error}"))
+                        .not_executed(),
+                )
+            }
+            Err(_) => {
+                return Err(Status::unavailable(format!(
+                    "connect to {addr} timed out after {:?}",
+                    config.connect_timeout
+                ))
+                .not_executed())
+            }
+        };
+        Ok(Channel::from_connection(
+            addr,
+            conn.reader,
+            conn.writer,
+            config,
+        ))
+    }
+
+    /// Runs the protocol over an already-established stream.
+    pub fn from_connection<R, W>(peer: &str, reader: R, writer: W, config: ChannelConfig) -> Channel
+    where
+        R: AsyncRead + Send + Unpin + 'static,
+        W: AsyncWrite + Send + Unpin + 'static,
+    {
+        let shared = Arc::new(Shared {
+            peer: peer.to_owned(),
+            queue: WriteQueue::new(FrameCodec::new(config.limits), config.write_backlog_max),
+            pending: Mutex::new(Pending::default()),
+            next_id: AtomicU64::new(1),
+            in_flight: AtomicUsize::new(0),
+            calls_started: AtomicU64::new(0),
+            state: AtomicU8::new(OPEN),
+            stop: CancellationToken::new(),
+            config,
+        });
+        let writer_shared = Arc::clone(&shared);
+        tokio::spawn(async move {
+            if let Err(error) = run_writer(&writer_shared.queue, writer).await {
+                let peer = &writer_shared.peer;
+                writer_shared.close(Status::unavailable(format!(
+                    "write to {peer} failed: {error}"
+                )));
+            }
+        });
+        tokio::spawn(run_reader(Arc::clone(&shared), reader));
+        Channel {
+            owner: Arc::new(Owner { shared }),
+        }
+    }
+
+    fn shared(&self) -> &Arc<Shared> {
+        &self.owner.shared
+    }
+
+    /// The peer address as dialled.
+    pub fn peer(&self) -> &str {
+        &self.shared().peer
+    }
+
+    /// Calls waiting for a reply right now.
+    pub fn in_flight(&self) -> usize {
+        self.shared().in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Calls ever started on this channel.
+    pub fn calls_started(&self) -> u64 {
+        self.shared().calls_started.load(Ordering::Relaxed)
+    }
+
+    /// Whether new calls can start (not closed, no goaway received).
+    pub fn is_usable(&self) -> bool {
+        self.shared().state.load(Ordering::Acquire) == OPEN
+    }
+
+    /// Why the channel closed, if it has.
+    pub fn close_reason(&self) -> Option<Status> {
+        self.shared().pending().closed.clone()
+    }
+
+    /// Closes the connection now; waiting calls fail with `Cancelled`.
+    pub fn close(&self) {
+        self.shared()
+            .close(Status::cancelled("channel closed by its owner"));
+    }
+
+    /// Sends `request` now and returns the pending reply. The request is on its
+    /// way before this returns, so the reply can be awaited later (net/rpc's `Go`).
+    pub fn start(&self, request: OutgoingRequest) -> PendingCall {
+        let shared = Arc::clone(self.shared());
+        let now = Instant::now();
+        let deadline = match (request.timeout.map(|t| now + t), inherited_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if let Some(deadline) = deadline {
+            if deadline <= now {
+                let status = Status::deadline_exceeded(format!(
+                    "{}: no time left before the deadline",
+                    request.method
+                ));
+                return PendingCall::failed(shared, status.not_executed());
+            }
+        }
+        let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let frame = Frame {
+            kind: FrameKind::Request,
+            codec: request.codec.id(),
+            flags: Flags(if request.idempotent {
+                Flags::IDEMPOTENT
+            } else {
+                0
+            }),
+            request_id: id,
+            meta: Metadata {
+                method: Some(request.method),
+                deadline: deadline.map(|d| d - now),
+                status: None,
+                message: None,
+                entries: request.metadata,
+            },
+            body: request.body,
+        };
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut pending = shared.pending();
+            if let Some(reason) = &pending.closed {
+                let status = Status::unavailable(format!(
+                    "connection to {} is closed ({})",
+                    shared.peer,
+                    reason.message()
+                ));
+                drop(pending);
+                return PendingCall::failed(shared, status.not_executed());
+            }
+            if shared.state.load(Ordering::Acquire) == DRAINING {
+                drop(pending);
+                let status = Status::unavailable(format!("{} sent goaway", shared.peer));
+                return PendingCall::failed(shared, status.not_executed());
+            }
+            if pending.calls.len() >= shared.config.max_in_flight {
+                drop(pending);
+                let status = Status::resource_exhausted(format!(
+                    "{} calls already in flight to {}",
+                    shared.config.max_in_flight, shared.peer
+                ));
+                return PendingCall::failed(shared, status.not_executed());
+            }
+            pending.calls.insert(id, tx);
+        }
+        shared.in_flight.fetch_add(1, Ordering::Relaxed);
+        shared.calls_started.fetch_add(1, Ordering::Relaxed);
+        if let Err(error) = shared.queue.send(&frame) {
+            shared.remove(id);
+            let status = error.into_status(&shared.peer);
+            return PendingCall::failed(shared, status);
+        }
+        PendingCall {
+            shared,
+            id,
+            state: CallState::Waiting {
+                rx,
+                timer: deadline.map(|d| Box::pin(tokio::time::sleep_until(d))),
+            },
+        }
+    }
+}
+
+impl Caller for Channel {
+    type Future = PendingCall;
+
+    fn call(&self, request: OutgoingRequest) -> PendingCall {
+        self.start(request)
+    }
+}
+
+enum CallState {
+    /// Sent; waiting for the reply or the deadline.
+    Waiting {
+        rx: oneshot::Receiver<Result<Frame, Status>>,
+        timer: Option<Pin<Box<Sleep>>>,
+    },
+    /// Failed before it was sent.
+    Failed(Option<Status>),
+    /// Resolved; polling again is a programmer error.
+    Done,
+}
+
+/// A call in flight. Resolves to the reply or a [`Status`]; dropping it cancels
+/// the call (the server is told, so it can stop the handler).
+pub struct PendingCall {
+    /// The connection, to cancel on drop or deadline.
+    shared: Arc<Shared>,
+    /// The request id.
+    id: u64,
+    /// Where the call is.
+    state: CallState,
+}
+
+impl std::fmt::Debug for PendingCall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingCall").field("id", &self.id).finish()
+    }
+}
+
+impl PendingCall {
+    fn failed(shared: Arc<Shared>, status: Status) -> PendingCall {
+        PendingCall {
+            shared,
+            id: 0,
+            state: CallState::Failed(Some(status)),
+        }
+    }
+}
+
+fn reply_from_frame(frame: Frame) -> Result<Reply, Status> {
+    match frame.meta.status {
+        None | Some(Code::Ok) => {
+            let codec = Codec::from_id(frame.codec).unwrap_or_default();
+            Ok(Reply {
+                codec,
+                body: frame.body,
+            })
+        }
+        Some(code) => {
+            let message = frame.meta.message.unwrap_or_default();
+            let status = Status::new(code, message);
+            Err(if frame.flags.contains(Flags::NOT_EXECUTED) {
+                status.not_executed()
+            } else {
+                status
+            })
+        }
+    }
+}
+
+impl Future for PendingCall {
+    type Output = Result<Reply, Status>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        let result = match &mut this.state {
+            CallState::Failed(status) => {
+                let status = status
+                    .take()
+                    .unwrap_or_else(|| Status::internal("call polled after completion"));
+                Err(status)
+            }
+            CallState::Done => Err(Status::internal("call polled after completion")),
+            CallState::Waiting { rx, timer } => match Pin::new(rx).poll(cx) {
+                Poll::Ready(Ok(Ok(frame))) => reply_from_frame(frame),
+                Poll::Ready(Ok(Err(status))) => Err(status),
+                Poll::Ready(Err(_)) => Err(Status::unavailable(format!(
+                    "connection to {} dropped the call",
+                    this.shared.peer
+                ))),
+                Poll::Pending => {
+                    let expired = match timer {
+                        Some(timer) => timer.as_mut().poll(cx).is_ready(),
+                        None => false,
+                    };
+                    if !expired {
+                        return Poll::Pending;
+                    }
+                    this.shared.cancel(this.id);
+                    Err(Status::deadline_exceeded(format!(
+                        "no reply from {} before the deadline",
+                        this.shared.peer
+                    )))
+                }
+            },
+        };
+        this.state = CallState::Done;
+        Poll::Ready(result)
+    }
+}
+
+impl Drop for PendingCall {
+    fn drop(&mut self) {
+        if let CallState::Waiting { .. } = self.state {
+            self.shared.cancel(self.id);
+        }
+    }
+}
+
+/// Reads frames until the stream ends, breaks, the peer stops answering
+/// keepalives, or the channel is closed; then fails every waiting call.
+async fn run_reader<R: AsyncRead + Unpin>(shared: Arc<Shared>, reader: R) {
+    let mut frames = FramedRead::new(reader, FrameCodec::new(shared.config.limits));
+    let interval = shared.config.keepalive_interval;
+    let timeout = shared.config.keepalive_timeout;
+    let keepalive = tokio::time::sleep(interval);
+    tokio::pin!(keepalive);
+    // Frames read since the last keepalive check: cheaper than a clock read per frame.
+    let mut frames_read: u64 = 0;
+    let mut ping_out = false;
+    let peer = shared.peer.clone();
+    let reason = loop {
+        tokio::select! {
+            biased;
+            () = shared.stop.cancelled() => return,
+            frame = frames.next() => match frame {
+                Some(Ok(frame)) => {
+                    frames_read += 1;
+                    on_frame(&shared, frame);
+                }
+                Some(Err(error)) => {
+                    tracing::warn!(%peer, %error, "closing connection: malformed frame from server");
+                    break Status::unavailable(format!("connection to {peer} broke: {error}"));
+                }
+                None => break Status::unavailable(format!("connection to {peer} closed by the peer")),
+            },
+            () = &mut keepalive => {
+                let now = Instant::now();
+                if frames_read > 0 {
+                    frames_read = 0;
+                    ping_out = false;
+                    keepalive.as_mut().reset(now + interval);
+                } else if !ping_out {
+                    ping_out = true;
+                    let _ = shared.queue.send(&Frame::control(FrameKind::Ping, 0));
+                    keepalive.as_mut().reset(now + timeout);
+                } else {
+                    tracing::warn!(%peer, "peer did not answer keepalive: declaring it dead");
+                    break Status::unavailable(format!(
+                        "{peer} did not answer a keepalive ping within {timeout:?}"
+                    ));
+                }
+            }
+        }
+    };
+    shared.close(reason);
+}
+
+fn on_frame(shared: &Shared, frame: Frame) {
+    match frame.kind {
+        FrameKind::Response => {
+            if let Some(waiter) = shared.remove(frame.request_id) {
+                let _ = waiter.send(Ok(frame));
+            }
+        }
+        FrameKind::GoAway => {
+            let _ =
+                shared
+                    .state
+                    .compare_exchange(OPEN, DRAINING, Ordering::AcqRel, Ordering::Acquire);
+            if shared.pending().calls.is_empty() {
+                shared.close(
+                    Status::unavailable(format!("{} sent goaway", shared.peer)).not_executed(),
+                );
+            }
+        }
+        FrameKind::Ping => {
+            let _ = shared
+                .queue
+                .send(&Frame::control(FrameKind::Pong, frame.request_id));
+        }
+        // Pongs only prove liveness (counted by the reader); requests and cancels
+        // from a server are not part of the protocol and are ignored.
+        FrameKind::Pong | FrameKind::Request | FrameKind::Cancel => {}
+    }
+}

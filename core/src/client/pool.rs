@@ -1,0 +1,234 @@
+//! [`Pool`]: up to N channels to one endpoint, for when one connection is not
+//! enough (a single TCP stream is one core's worth of parsing). Each call goes to
+//! the least-loaded usable channel; dead channels are replaced on demand.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context as TaskContext, Poll};
+
+use futures_util::future::{BoxFuture, FutureExt, Shared};
+use tokio::task::JoinHandle;
+
+use super::{Caller, Channel, ChannelConfig, OutgoingRequest, PendingCall, Reply};
+use crate::status::Status;
+use crate::transport::Transport;
+
+type Connecting = Shared<BoxFuture<'static, Result<Channel, Status>>>;
+
+/// Counters describing how the pool has been used.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Calls sent on an already-open channel.
+    pub reused: u64,
+    /// Calls that had to wait for a new connection.
+    pub waited_for_connect: u64,
+    /// Connections opened.
+    pub connects: u64,
+    /// Connection attempts that failed.
+    pub connect_failures: u64,
+}
+
+struct State {
+    /// Open channels (some may have died since; pruned on each call).
+    channels: Vec<Channel>,
+    /// A connection attempt in progress, shared by every call that needs it.
+    connecting: Option<Connecting>,
+}
+
+struct Inner<T> {
+    transport: T,
+    addr: String,
+    config: ChannelConfig,
+    size: usize,
+    state: Mutex<State>,
+    reused: AtomicU64,
+    waited: AtomicU64,
+    connects: AtomicU64,
+    connect_failures: AtomicU64,
+}
+
+/// A pool of up to `size` channels to one endpoint.
+pub struct Pool<T: Transport> {
+    /// Shared with in-progress connects.
+    inner: Arc<Inner<T>>,
+}
+
+impl<T: Transport> Clone for Pool<T> {
+    fn clone(&self) -> Pool<T> {
+        Pool {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<T: Transport> std::fmt::Debug for Pool<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("addr", &self.inner.addr)
+            .field("size", &self.inner.size)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl<T: Transport> Pool<T> {
+    /// A pool of at most `size` (≥ 1) channels to `addr`. Connects lazily.
+    pub fn new(transport: T, addr: &str, config: ChannelConfig, size: usize) -> Pool<T> {
+        Pool {
+            inner: Arc::new(Inner {
+                transport,
+                addr: addr.to_owned(),
+                config,
+                size: size.max(1),
+                state: Mutex::new(State {
+                    channels: Vec::new(),
+                    connecting: None,
+                }),
+                reused: AtomicU64::new(0),
+                waited: AtomicU64::new(0),
+                connects: AtomicU64::new(0),
+                connect_failures: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// Opens every channel now, so the first calls do not wait.
+    pub async fn warm_up(&self) -> Result<(), Status> {
+        while self.open_channels() < self.inner.size {
+            self.connect_shared().await?;
+        }
+        Ok(())
+    }
+
+    /// The endpoint.
+    pub fn addr(&self) -> &str {
+        &self.inner.addr
+    }
+
+    /// Usable channels right now.
+    pub fn open_channels(&self) -> usize {
+        self.lock()
+            .channels
+            .iter()
+            .filter(|c| c.is_usable())
+            .count()
+    }
+
+    /// Calls waiting for replies across all channels.
+    pub fn in_flight(&self) -> usize {
+        self.lock().channels.iter().map(Channel::in_flight).sum()
+    }
+
+    /// Usage counters.
+    pub fn stats(&self) -> PoolStats {
+        PoolStats {
+            reused: self.inner.reused.load(Ordering::Relaxed),
+            waited_for_connect: self.inner.waited.load(Ordering::Relaxed),
+            connects: self.inner.connects.load(Ordering::Relaxed),
+            connect_failures: self.inner.connect_failures.load(Ordering::Relaxed),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The connect in progress, or a new one. At most one connect runs at a time.
+    fn connect_shared(&self) -> Connecting {
+        let mut state = self.lock();
+        if let Some(connecting) = &state.connecting {
+            return connecting.clone();
+        }
+        let pool = self.clone();
+        let connecting = async move {
+            let inner = &pool.inner;
+            let result =
+                Channel::connect(&inner.transport, &inner.addr, inner.config.clone()).await;
+            let mut state = pool.lock();
+            state.connecting = None;
+            match &result {
+                Ok(channel) => {
+                    inner.connects.fetch_add(1, Ordering::Relaxed);
+                    state.channels.push(channel.clone());
+                }
+                Err(_) => {
+                    inner.connect_failures.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            result
+        }
+        .boxed()
+        .shared();
+        state.connecting = Some(connecting.clone());
+        connecting
+    }
+}
+
+impl<T: Transport> Caller for Pool<T> {
+    type Future = PoolCall;
+
+    fn call(&self, request: OutgoingRequest) -> PoolCall {
+        let (best, room) = {
+            let mut state = self.lock();
+            state.channels.retain(Channel::is_usable);
+            let best = state.channels.iter().min_by_key(|c| c.in_flight()).cloned();
+            let room = state.channels.len() < self.inner.size;
+            (best, room)
+        };
+        match best {
+            // Reuse unless the best channel is busy and the pool may grow.
+            Some(channel) if !room || channel.in_flight() == 0 => {
+                self.inner.reused.fetch_add(1, Ordering::Relaxed);
+                PoolCall::Ready(channel.start(request))
+            }
+            best => {
+                let connecting = self.connect_shared();
+                if let Some(channel) = best {
+                    // Grow in the background; this call uses what exists.
+                    tokio::spawn(connecting.map(|_| ()));
+                    self.inner.reused.fetch_add(1, Ordering::Relaxed);
+                    return PoolCall::Ready(channel.start(request));
+                }
+                self.inner.waited.fetch_add(1, Ordering::Relaxed);
+                PoolCall::Connecting(tokio::spawn(async move {
+                    let channel = connecting.await?;
+                    channel.start(request).await
+                }))
+            }
+        }
+    }
+}
+
+/// A call through a [`Pool`].
+#[derive(Debug)]
+pub enum PoolCall {
+    /// Sent on an open channel.
+    Ready(PendingCall),
+    /// Waiting for a connection, on a task of its own so it progresses unawaited.
+    Connecting(JoinHandle<Result<Reply, Status>>),
+}
+
+impl Future for PoolCall {
+    type Output = Result<Reply, Status>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            PoolCall::Ready(call) => Pin::new(call).poll(cx),
+            PoolCall::Connecting(task) => Pin::new(task).poll(cx).map(|joined| {
+                joined.unwrap_or_else(|error| {
+                    Err(Status::internal(format!("pool call task failed: {error}")))
+                })
+            }),
+        }
+    }
+}
+
+impl Drop for PoolCall {
+    fn drop(&mut self) {
+        if let PoolCall::Connecting(task) = self {
+            task.abort();
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! Connection machinery shared by client and server: the coalescing writer and
+//! the frame reader.
+
+mod writer;
+
+pub(crate) use writer::{run_writer, QueueError, WriteQueue};

@@ -1,0 +1,303 @@
+//! One server connection: read frames, dispatch requests onto their own tasks,
+//! answer pings and cancels, drain on shutdown.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex};
+
+use futures_util::{FutureExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{watch, Notify, OwnedSemaphorePermit};
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+use tokio_util::codec::FramedRead;
+use tower::{Service as _, ServiceExt as _};
+
+use super::{BoxService, ServerConfig};
+use crate::conn::{run_writer, QueueError, WriteQueue};
+use crate::context::{with_deadline, Context};
+use crate::protocol::{Codec, Flags, Frame, FrameCodec, FrameKind};
+use crate::server::router::{Request, Response};
+use crate::status::Status;
+use crate::transport::Connection;
+
+/// Handlers running for one connection, by request id, so a cancel can stop one
+/// and shutdown can wait for all.
+#[derive(Default)]
+struct InFlight {
+    /// Abort handles by request id.
+    tasks: Mutex<BTreeMap<u64, AbortHandle>>,
+    /// Signalled whenever a handler finishes, so a draining connection can re-check.
+    finished: Notify,
+}
+
+impl InFlight {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, AbortHandle>> {
+        self.tasks.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn remove(&self, id: u64) -> Option<AbortHandle> {
+        let removed = self.lock().remove(&id);
+        self.finished.notify_one();
+        removed
+    }
+
+    fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+
+    fn abort_all(&self) {
+        for (_, task) in std::mem::take(&mut *self.lock()) {
+            task.abort();
+        }
+    }
+}
+
+/// The response frame for `result` to request `id`.
+pub(crate) fn response_frame(id: u64, codec: Codec, result: Result<bytes::Bytes, Status>) -> Frame {
+    match result {
+        Ok(body) => Frame {
+            kind: FrameKind::Response,
+            codec: codec.id(),
+            flags: Flags::default(),
+            request_id: id,
+            meta: Default::default(),
+            body,
+        },
+        Err(status) => {
+            let mut frame = Frame::control(FrameKind::Response, id);
+            frame.meta.status = Some(status.code());
+            frame.meta.message = Some(status.message().to_owned());
+            if !status.may_have_executed() {
+                frame.flags = Flags(Flags::NOT_EXECUTED);
+            }
+            frame
+        }
+    }
+}
+
+/// Queues a response. A reply that breaks a frame limit is replaced by an
+/// `Internal` error, so the caller always gets an answer.
+fn send_response(queue: &WriteQueue, id: u64, codec: Codec, result: Result<bytes::Bytes, Status>) {
+    if let Err(QueueError::Protocol(error)) = queue.send(&response_frame(id, codec, result)) {
+        let status = Status::internal(format!("reply not sent: {error}"));
+        let _ = queue.send(&response_frame(id, codec, Err(status)));
+    }
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("non-string panic payload")
+}
+
+/// Serves one connection until the peer leaves, the stream breaks, or shutdown
+/// finishes draining it.
+pub(crate) async fn serve_connection<R, W>(
+    conn: Connection<R, W>,
+    service: BoxService,
+    config: Arc<ServerConfig>,
+    mut shutdown: watch::Receiver<bool>,
+    _permit: OwnedSemaphorePermit,
+) where
+    R: AsyncRead + Send + Unpin + 'static,
+    W: AsyncWrite + Send + Unpin + 'static,
+{
+    let peer = conn.peer;
+    let queue = Arc::new(WriteQueue::new(
+        FrameCodec::new(config.limits),
+        config.write_backlog_max,
+    ));
+    let writer = {
+        let queue = Arc::clone(&queue);
+        tokio::spawn(async move { run_writer(&queue, conn.writer).await })
+    };
+    let in_flight = Arc::new(InFlight::default());
+    let mut frames = FramedRead::new(conn.reader, FrameCodec::new(config.limits));
+    let mut dispatcher = Dispatcher {
+        service,
+        queue: Arc::clone(&queue),
+        in_flight: Arc::clone(&in_flight),
+        config: Arc::clone(&config),
+        peer,
+        draining: *shutdown.borrow(),
+    };
+    let grace = tokio::time::sleep(config.shutdown_grace);
+    tokio::pin!(grace);
+    let idle = tokio::time::sleep(config.idle_timeout);
+    tokio::pin!(idle);
+    let mut idle_deadline = Instant::now() + config.idle_timeout;
+    loop {
+        if dispatcher.draining && in_flight.is_empty() {
+            break;
+        }
+        tokio::select! {
+            biased;
+            changed = shutdown.changed(), if !dispatcher.draining => {
+                if changed.is_err() || *shutdown.borrow() {
+                    dispatcher.start_draining();
+                    grace.as_mut().reset(Instant::now() + config.shutdown_grace);
+                }
+            }
+            frame = frames.next() => match frame {
+                None => break,
+                Some(Err(error)) => {
+                    tracing::warn!(%peer, %error, "closing connection: malformed frame");
+                    break;
+                }
+                Some(Ok(frame)) => {
+                    idle_deadline = Instant::now() + config.idle_timeout;
+                    dispatcher.on_frame(frame).await;
+                }
+            },
+            () = in_flight.finished.notified(), if dispatcher.draining => {}
+            () = &mut grace, if dispatcher.draining => {
+                tracing::warn!(%peer, "shutdown grace period over: abandoning in-flight calls");
+                break;
+            }
+            () = &mut idle => {
+                if Instant::now() >= idle_deadline && in_flight.is_empty() {
+                    tracing::debug!(%peer, "closing idle connection");
+                    break;
+                }
+                idle.as_mut().reset(idle_deadline.max(Instant::now() + config.idle_timeout / 8));
+            }
+        }
+    }
+    in_flight.abort_all();
+    queue.close();
+    if let Ok(Err(error)) = writer.await {
+        tracing::debug!(%peer, %error, "connection write failed");
+    }
+}
+
+/// Turns frames into handler tasks.
+struct Dispatcher {
+    /// The middleware stack ending in the router.
+    service: BoxService,
+    /// Where responses go.
+    queue: Arc<WriteQueue>,
+    /// Running handlers.
+    in_flight: Arc<InFlight>,
+    /// Limits.
+    config: Arc<ServerConfig>,
+    /// The caller, for contexts and logs.
+    peer: std::net::SocketAddr,
+    /// After goaway: new requests are refused.
+    draining: bool,
+}
+
+impl Dispatcher {
+    fn start_draining(&mut self) {
+        self.draining = true;
+        let _ = self.queue.send(&Frame::control(FrameKind::GoAway, 0));
+    }
+
+    fn reply(&self, id: u64, status: Status) {
+        let _ = self
+            .queue
+            .send(&response_frame(id, Codec::default(), Err(status)));
+    }
+
+    async fn on_frame(&mut self, frame: Frame) {
+        match frame.kind {
+            FrameKind::Request => self.on_request(frame).await,
+            FrameKind::Cancel => {
+                if let Some(task) = self.in_flight.remove(frame.request_id) {
+                    task.abort();
+                }
+            }
+            FrameKind::Ping => {
+                let _ = self
+                    .queue
+                    .send(&Frame::control(FrameKind::Pong, frame.request_id));
+            }
+            // A client's goaway, stray pongs and responses need no answer.
+            FrameKind::GoAway | FrameKind::Pong | FrameKind::Response => {}
+        }
+    }
+
+    async fn on_request(&mut self, mut frame: Frame) {
+        let id = frame.request_id;
+        if self.draining {
+            return self.reply(
+                id,
+                Status::unavailable("server is shutting down").not_executed(),
+            );
+        }
+        let Some(codec) = Codec::from_id(frame.codec) else {
+            let status = Status::invalid_argument("request has no payload codec").not_executed();
+            return self.reply(id, status.with_retryable(false));
+        };
+        let Some(method) = frame.meta.method.take() else {
+            let status = Status::invalid_argument("request has no method").not_executed();
+            return self.reply(id, status.with_retryable(false));
+        };
+        let deadline = match frame.meta.deadline {
+            Some(budget) if budget.is_zero() => {
+                let status =
+                    Status::deadline_exceeded(format!("{method}: arrived past its deadline"));
+                return self.reply(id, status.not_executed());
+            }
+            Some(budget) => Some(Instant::now() + budget),
+            None => None,
+        };
+        let (in_flight_count, duplicate) = {
+            let tasks = self.in_flight.lock();
+            (tasks.len(), tasks.contains_key(&id))
+        };
+        if in_flight_count >= self.config.max_in_flight_per_connection {
+            let status = Status::resource_exhausted(format!(
+                "{} calls in flight on this connection (limit)",
+                self.config.max_in_flight_per_connection
+            ));
+            return self.reply(id, status.not_executed());
+        }
+        if duplicate {
+            let status = Status::invalid_argument(format!("request id {id} is already in flight"));
+            return self.reply(id, status.not_executed().with_retryable(false));
+        }
+        let idempotent = frame.flags.contains(Flags::IDEMPOTENT);
+        let ctx = Context::new(
+            method, id, self.peer, deadline, frame.meta, codec, idempotent,
+        );
+        let request = Request {
+            ctx,
+            body: frame.body,
+        };
+        // Our services are always ready or apply backpressure here, which stops
+        // this connection's reader: that is the intended bound.
+        let ready: Result<_, Infallible> = self.service.ready().await;
+        let Ok(service) = ready;
+        let call = service.call(request);
+        let queue = Arc::clone(&self.queue);
+        let in_flight = Arc::clone(&self.in_flight);
+        // The lock is held across spawn and insert so that a handler finishing at
+        // once (multi-threaded runtime) cannot remove its entry before it exists.
+        let mut tasks = self.in_flight.lock();
+        let task = tokio::spawn(async move {
+            let guarded = AssertUnwindSafe(with_deadline(deadline, call)).catch_unwind();
+            let outcome = match deadline {
+                Some(deadline) => tokio::time::timeout_at(deadline, guarded).await.ok(),
+                None => Some(guarded.await),
+            };
+            let result = match outcome {
+                Some(Ok(Ok(Response { result }))) => result,
+                Some(Ok(Err(never))) => match never {},
+                Some(Err(panic)) => Err(Status::internal(format!(
+                    "handler panicked: {}",
+                    panic_message(&*panic)
+                ))),
+                None => Err(Status::deadline_exceeded(
+                    "handler ran past the call's deadline",
+                )),
+            };
+            send_response(&queue, id, codec, result);
+            in_flight.remove(id);
+        });
+        tasks.insert(id, task.abort_handle());
+    }
+}

@@ -1,0 +1,207 @@
+//! Admission limits that reject instead of queueing: a token-bucket rate limit
+//! and a load shedder bounding calls in progress. A rejection is
+//! `ResourceExhausted`, retryable and *not executed*.
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context as TaskContext, Poll};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tower::Layer;
+
+use super::{Inner, ResponseFuture};
+use crate::server::{Request, Response};
+use crate::status::Status;
+
+/// A token bucket on tokio's clock (virtual in the simulation).
+#[derive(Debug)]
+struct Bucket {
+    /// Tokens added per second.
+    rate_per_sec: f64,
+    /// Most tokens held (the burst).
+    burst: f64,
+    /// Tokens now.
+    tokens: f64,
+    /// When `tokens` was last brought up to date.
+    updated: Option<Instant>,
+}
+
+impl Bucket {
+    fn try_take(&mut self, now: Instant) -> bool {
+        let elapsed = self
+            .updated
+            .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+        self.updated = Some(now);
+        self.tokens = (self.tokens + elapsed.as_secs_f64() * self.rate_per_sec).min(self.burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Adds [`RateLimit`]: at most `rate_per_sec` calls per second on average, with
+/// bursts up to `burst`, shared by every connection of the server.
+#[derive(Clone, Debug)]
+pub struct RateLimitLayer {
+    /// Shared by every service this layer creates.
+    bucket: Arc<Mutex<Bucket>>,
+}
+
+impl RateLimitLayer {
+    /// # Panics
+    /// If `rate_per_sec` is not positive or `burst` is zero (programmer errors).
+    pub fn new(rate_per_sec: f64, burst: u32) -> RateLimitLayer {
+        assert!(
+            rate_per_sec > 0.0 && burst > 0,
+            "rate and burst must be positive"
+        );
+        RateLimitLayer {
+            bucket: Arc::new(Mutex::new(Bucket {
+                rate_per_sec,
+                burst: f64::from(burst),
+                tokens: f64::from(burst),
+                updated: None,
+            })),
+        }
+    }
+}
+
+impl<S> Layer<S> for RateLimitLayer {
+    type Service = RateLimit<S>;
+    fn layer(&self, inner: S) -> RateLimit<S> {
+        RateLimit {
+            inner,
+            bucket: Arc::clone(&self.bucket),
+        }
+    }
+}
+
+/// Rejects calls over the rate.
+#[derive(Clone, Debug)]
+pub struct RateLimit<S> {
+    /// The wrapped service.
+    inner: S,
+    /// The shared bucket.
+    bucket: Arc<Mutex<Bucket>>,
+}
+
+impl<S: Inner> tower::Service<Request> for RateLimit<S> {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> ResponseFuture {
+        let admitted = self
+            .bucket
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .try_take(Instant::now());
+        if !admitted {
+            let status = Status::resource_exhausted(format!(
+                "{}: rate limit exceeded",
+                request.ctx.method()
+            ));
+            return Box::pin(std::future::ready(Ok(Response::error(
+                status.not_executed(),
+            ))));
+        }
+        Box::pin(self.inner.call(request))
+    }
+}
+
+/// Adds [`LoadShed`]: at most `max_in_progress` calls run at once across the
+/// server; the rest are shed at once rather than queued (queueing under overload
+/// only adds latency to calls that will time out anyway).
+#[derive(Clone, Debug)]
+pub struct LoadShedLayer {
+    /// Calls running now, shared by every connection.
+    in_progress: Arc<AtomicUsize>,
+    /// The bound.
+    max_in_progress: usize,
+}
+
+impl LoadShedLayer {
+    /// A shedder admitting `max_in_progress` concurrent calls.
+    pub fn new(max_in_progress: usize) -> LoadShedLayer {
+        LoadShedLayer {
+            in_progress: Arc::new(AtomicUsize::new(0)),
+            max_in_progress,
+        }
+    }
+
+    /// Calls running now.
+    pub fn in_progress(&self) -> usize {
+        self.in_progress.load(Ordering::Relaxed)
+    }
+}
+
+impl<S> Layer<S> for LoadShedLayer {
+    type Service = LoadShed<S>;
+    fn layer(&self, inner: S) -> LoadShed<S> {
+        LoadShed {
+            inner,
+            in_progress: Arc::clone(&self.in_progress),
+            max_in_progress: self.max_in_progress,
+        }
+    }
+}
+
+/// Sheds calls over the concurrency bound.
+#[derive(Clone, Debug)]
+pub struct LoadShed<S> {
+    /// The wrapped service.
+    inner: S,
+    /// Calls running now.
+    in_progress: Arc<AtomicUsize>,
+    /// The bound.
+    max_in_progress: usize,
+}
+
+/// Decrements the in-progress count however the call ends (even if aborted).
+struct InProgress(Arc<AtomicUsize>);
+
+impl Drop for InProgress {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl<S: Inner> tower::Service<Request> for LoadShed<S> {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> ResponseFuture {
+        let previous = self.in_progress.fetch_add(1, Ordering::AcqRel);
+        let guard = InProgress(Arc::clone(&self.in_progress));
+        if previous >= self.max_in_progress {
+            let status = Status::resource_exhausted(format!(
+                "{}: server overloaded ({} calls in progress), shed",
+                request.ctx.method(),
+                self.max_in_progress
+            ));
+            return Box::pin(std::future::ready(Ok(Response::error(
+                status.not_executed(),
+            ))));
+        }
+        let future = self.inner.call(request);
+        Box::pin(async move {
+            let response = future.await;
+            drop(guard);
+            response
+        })
+    }
+}

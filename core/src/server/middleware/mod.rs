@@ -1,0 +1,54 @@
+//! Built-in middleware, as `tower` layers (the convention tonic, axum and hyper
+//! users know). Add them with [`Server::layer`](crate::Server::layer); the last
+//! layer added runs first.
+//!
+//! - [`LoggingLayer`]: a tracing span per call and one line per outcome.
+//! - [`MetricsLayer`]: per-method counts by status and a latency histogram,
+//!   readable from code through [`Metrics`].
+//! - [`RateLimitLayer`]: a token bucket; over the rate → `ResourceExhausted`.
+//! - [`LoadShedLayer`]: a bound on calls running at once; over it → `ResourceExhausted`.
+//! - [`AuthLayer`]: checks the `authorization` metadata value.
+//!
+//! Panic recovery is not optional: the connection runs every handler under
+//! `catch_unwind`, so a panic always becomes an `Internal` reply and the server
+//! lives on; [`MetricsLayer`] counts those as `Internal`.
+//!
+//! Rejections by rate limit, load shed and auth are marked *not executed*: the
+//! handler never ran, so the caller may safely retry elsewhere.
+
+mod auth;
+mod limit;
+mod logging;
+mod metrics;
+
+use std::convert::Infallible;
+
+use futures_util::future::BoxFuture;
+
+pub use auth::{Auth, AuthLayer, AUTHORIZATION};
+pub use limit::{LoadShed, LoadShedLayer, RateLimit, RateLimitLayer};
+pub use logging::{Logging, LoggingLayer};
+pub use metrics::{MethodSnapshot, Metrics, MetricsLayer, MetricsService};
+
+use super::{Request, Response};
+
+/// The future every built-in middleware returns.
+pub type ResponseFuture = BoxFuture<'static, Result<Response, Infallible>>;
+
+/// The bound every built-in middleware puts on the service it wraps.
+pub trait Inner:
+    tower::Service<Request, Response = Response, Error = Infallible, Future = Self::Fut>
+    + Send
+    + 'static
+{
+    /// The inner future.
+    type Fut: std::future::Future<Output = Result<Response, Infallible>> + Send + 'static;
+}
+
+impl<S> Inner for S
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible> + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Fut = S::Future;
+}
