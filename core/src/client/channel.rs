@@ -2,7 +2,7 @@
 //! carries an id, and the reader task hands each response to the caller waiting
 //! on that id, whatever order responses arrive in.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::oneshot;
-use tokio::time::{Instant, Sleep};
+use tokio::sync::{oneshot, Notify};
+use tokio::time::Instant;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
@@ -64,11 +64,24 @@ const CLOSED: u8 = 2;
 
 type Waiter = oneshot::Sender<Result<Frame, Status>>;
 
+/// A call waiting for its reply.
+struct Entry {
+    /// Where the reply goes.
+    waiter: Waiter,
+    /// When the caller stops waiting.
+    deadline: Option<Instant>,
+}
+
 /// Calls waiting for replies, and why the connection closed (once it has).
 #[derive(Default)]
 struct Pending {
-    /// Reply senders by request id.
-    calls: BTreeMap<u64, Waiter>,
+    /// Waiting calls by request id.
+    calls: BTreeMap<u64, Entry>,
+    /// The same calls' deadlines, earliest first: one timer per connection (in
+    /// the reader task) expires them, instead of a timer per call.
+    deadlines: BTreeSet<(Instant, u64)>,
+    /// The instant the reader's deadline timer is set for, if any.
+    armed: Option<Instant>,
     /// Set on close; later calls fail with it.
     closed: Option<Status>,
 }
@@ -91,6 +104,8 @@ struct Shared {
     state: AtomicU8,
     /// Cancelled on close: stops the reader task.
     stop: CancellationToken,
+    /// Tells the reader task a deadline earlier than its timer was added.
+    rearm: Notify,
     /// Settings.
     config: ChannelConfig,
 }
@@ -108,29 +123,63 @@ impl Shared {
                 return;
             }
             pending.closed = Some(reason.clone());
+            pending.deadlines.clear();
             std::mem::take(&mut pending.calls)
         };
         self.state.store(CLOSED, Ordering::Release);
         self.in_flight.store(0, Ordering::Relaxed);
         self.queue.close();
         self.stop.cancel();
-        for (_, waiter) in calls {
-            let _ = waiter.send(Err(reason.clone()));
+        for (_, entry) in calls {
+            let _ = entry.waiter.send(Err(reason.clone()));
         }
     }
 
     fn remove(&self, id: u64) -> Option<Waiter> {
         let mut pending = self.pending();
-        let waiter = pending.calls.remove(&id);
-        if waiter.is_some() {
+        let entry = pending.calls.remove(&id);
+        if let Some(entry) = &entry {
             self.in_flight.fetch_sub(1, Ordering::Relaxed);
+            if let Some(deadline) = entry.deadline {
+                pending.deadlines.remove(&(deadline, id));
+            }
         }
         let drained = pending.calls.is_empty() && self.state.load(Ordering::Acquire) == DRAINING;
         drop(pending);
         if drained {
             self.close(Status::unavailable(format!("{} sent goaway", self.peer)).not_executed());
         }
-        waiter
+        entry.map(|entry| entry.waiter)
+    }
+
+    /// Fails every call whose deadline has passed, tells the server, and returns
+    /// when the timer should fire next.
+    fn expire(&self, now: Instant) -> Option<Instant> {
+        let mut expired = Vec::new();
+        let next = {
+            let mut pending = self.pending();
+            while let Some(&(deadline, id)) = pending.deadlines.first() {
+                if deadline > now {
+                    break;
+                }
+                pending.deadlines.pop_first();
+                if let Some(entry) = pending.calls.remove(&id) {
+                    self.in_flight.fetch_sub(1, Ordering::Relaxed);
+                    expired.push((id, entry.waiter));
+                }
+            }
+            let next = pending.deadlines.first().map(|&(deadline, _)| deadline);
+            pending.armed = next;
+            next
+        };
+        for (id, waiter) in expired {
+            let _ = self.queue.send(&Frame::control(FrameKind::Cancel, id));
+            let _ = waiter.send(Err(Status::deadline_exceeded(format!(
+                "no reply from {} before the deadline",
+                self.peer
+            ))));
+        }
+        next
     }
 
     fn cancel(&self, id: u64) {
@@ -218,6 +267,7 @@ impl Channel {
             calls_started: AtomicU64::new(0),
             state: AtomicU8::new(OPEN),
             stop: CancellationToken::new(),
+            rearm: Notify::new(),
             config,
         });
         let writer_shared = Arc::clone(&shared);
@@ -332,7 +382,20 @@ impl Channel {
                 ));
                 return PendingCall::failed(shared, status.not_executed());
             }
-            pending.calls.insert(id, tx);
+            pending.calls.insert(
+                id,
+                Entry {
+                    waiter: tx,
+                    deadline,
+                },
+            );
+            if let Some(deadline) = deadline {
+                pending.deadlines.insert((deadline, id));
+                if pending.armed.is_none_or(|armed| deadline < armed) {
+                    pending.armed = Some(deadline);
+                    shared.rearm.notify_one();
+                }
+            }
         }
         shared.in_flight.fetch_add(1, Ordering::Relaxed);
         shared.calls_started.fetch_add(1, Ordering::Relaxed);
@@ -344,10 +407,7 @@ impl Channel {
         PendingCall {
             shared,
             id,
-            state: CallState::Waiting {
-                rx,
-                timer: deadline.map(|d| Box::pin(tokio::time::sleep_until(d))),
-            },
+            state: CallState::Waiting { rx },
         }
     }
 }
@@ -364,7 +424,6 @@ enum CallState {
     /// Sent; waiting for the reply or the deadline.
     Waiting {
         rx: oneshot::Receiver<Result<Frame, Status>>,
-        timer: Option<Pin<Box<Sleep>>>,
     },
     /// Failed before it was sent.
     Failed(Option<Status>),
@@ -433,27 +492,14 @@ impl Future for PendingCall {
                 Err(status)
             }
             CallState::Done => Err(Status::internal("call polled after completion")),
-            CallState::Waiting { rx, timer } => match Pin::new(rx).poll(cx) {
+            CallState::Waiting { rx } => match Pin::new(rx).poll(cx) {
                 Poll::Ready(Ok(Ok(frame))) => reply_from_frame(frame),
                 Poll::Ready(Ok(Err(status))) => Err(status),
                 Poll::Ready(Err(_)) => Err(Status::unavailable(format!(
                     "connection to {} dropped the call",
                     this.shared.peer
                 ))),
-                Poll::Pending => {
-                    let expired = match timer {
-                        Some(timer) => timer.as_mut().poll(cx).is_ready(),
-                        None => false,
-                    };
-                    if !expired {
-                        return Poll::Pending;
-                    }
-                    this.shared.cancel(this.id);
-                    Err(Status::deadline_exceeded(format!(
-                        "no reply from {} before the deadline",
-                        this.shared.peer
-                    )))
-                }
+                Poll::Pending => return Poll::Pending,
             },
         };
         this.state = CallState::Done;
@@ -477,6 +523,10 @@ async fn run_reader<R: AsyncRead + Unpin>(shared: Arc<Shared>, reader: R) {
     let timeout = shared.config.keepalive_timeout;
     let keepalive = tokio::time::sleep(interval);
     tokio::pin!(keepalive);
+    // Expires calls past their deadline; parked far away until a call has one.
+    let far_future = || Instant::now() + Duration::from_secs(86_400 * 365);
+    let deadlines = tokio::time::sleep_until(far_future());
+    tokio::pin!(deadlines);
     // Frames read since the last keepalive check: cheaper than a clock read per frame.
     let mut frames_read: u64 = 0;
     let mut ping_out = false;
@@ -485,6 +535,14 @@ async fn run_reader<R: AsyncRead + Unpin>(shared: Arc<Shared>, reader: R) {
         tokio::select! {
             biased;
             () = shared.stop.cancelled() => return,
+            () = shared.rearm.notified() => {
+                let armed = shared.pending().armed;
+                deadlines.as_mut().reset(armed.unwrap_or_else(far_future));
+            }
+            () = &mut deadlines => {
+                let next = shared.expire(Instant::now());
+                deadlines.as_mut().reset(next.unwrap_or_else(far_future));
+            }
             frame = frames.next() => match frame {
                 Some(Ok(frame)) => {
                     frames_read += 1;

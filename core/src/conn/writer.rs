@@ -127,7 +127,12 @@ pub(crate) async fn run_writer<W: AsyncWrite + Unpin>(
     loop {
         match queue.take(&mut chunk) {
             None => break,
-            Some(false) => queue.wake.notified().await,
+            Some(false) => {
+                queue.wake.notified().await;
+                // Let the tasks that are ready now (handlers finishing, callers
+                // starting) queue their frames too, so one write carries them all.
+                tokio::task::yield_now().await;
+            }
             Some(true) => {
                 let result = writer.write_all(&chunk).await;
                 chunk.clear();

@@ -273,27 +273,41 @@ impl Dispatcher {
         let ready: Result<_, Infallible> = self.service.ready().await;
         let Ok(service) = ready;
         let call = service.call(request);
+        let mut handler = Box::pin(async move {
+            match AssertUnwindSafe(with_deadline(deadline, call))
+                .catch_unwind()
+                .await
+            {
+                Ok(Ok(Response { result })) => result,
+                Ok(Err(never)) => match never {},
+                Err(panic) => Err(Status::internal(format!(
+                    "handler panicked: {}",
+                    panic_message(&*panic)
+                ))),
+            }
+        });
+        // Most handlers finish without waiting: run them here and skip a task
+        // spawn, a timer and a cross-thread wake-up. (A future left pending by
+        // this poll re-registers its waker when the spawned task polls it.)
+        if let Some(result) = (&mut handler).now_or_never() {
+            send_response(&self.queue, id, codec, result);
+            return;
+        }
         let queue = Arc::clone(&self.queue);
         let in_flight = Arc::clone(&self.in_flight);
         // The lock is held across spawn and insert so that a handler finishing at
         // once (multi-threaded runtime) cannot remove its entry before it exists.
         let mut tasks = self.in_flight.lock();
         let task = tokio::spawn(async move {
-            let guarded = AssertUnwindSafe(with_deadline(deadline, call)).catch_unwind();
-            let outcome = match deadline {
-                Some(deadline) => tokio::time::timeout_at(deadline, guarded).await.ok(),
-                None => Some(guarded.await),
-            };
-            let result = match outcome {
-                Some(Ok(Ok(Response { result }))) => result,
-                Some(Ok(Err(never))) => match never {},
-                Some(Err(panic)) => Err(Status::internal(format!(
-                    "handler panicked: {}",
-                    panic_message(&*panic)
-                ))),
-                None => Err(Status::deadline_exceeded(
-                    "handler ran past the call's deadline",
-                )),
+            let result = match deadline {
+                Some(deadline) => tokio::time::timeout_at(deadline, handler)
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(Status::deadline_exceeded(
+                            "handler ran past the call's deadline",
+                        ))
+                    }),
+                None => handler.await,
             };
             send_response(&queue, id, codec, result);
             in_flight.remove(id);

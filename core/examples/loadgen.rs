@@ -1,0 +1,199 @@
+//! Load generator for the hot path (framing, dispatch, client multiplexing):
+//! an echo server and a client in one process over loopback TCP. Prints calls/s
+//! and p50/p99/max latency.
+//!
+//! `cargo run --release -p squall --example loadgen -- --payload 64 --in-flight 64 --connections 1`
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use hdrhistogram::Histogram;
+use serde_bytes::ByteBuf;
+use squall::client::{Caller, Pool};
+use squall::{
+    Channel, ChannelConfig, Client, Codec, Context, Listener, Router, Server, Status, Transport,
+};
+use tokio::time::Instant;
+
+#[derive(Parser, Debug)]
+#[command(about = "Squall load generator: echo calls over loopback TCP")]
+struct Args {
+    /// Payload bytes per request (echoed back).
+    #[arg(long, default_value_t = 64)]
+    payload: usize,
+    /// Calls outstanding at once (closed loop).
+    #[arg(long, default_value_t = 64)]
+    in_flight: usize,
+    /// Connections from client to server.
+    #[arg(long, default_value_t = 1)]
+    connections: usize,
+    /// Payload codec: msgpack or json.
+    #[arg(long, default_value = "msgpack")]
+    codec: String,
+    /// Seconds to measure (after one second of warm-up).
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
+    /// Give each call no timeout (measures the cost of per-call timers).
+    #[arg(long)]
+    no_timeout: bool,
+    /// Runtime layout: `split` = server and client each on its own
+    /// single-threaded runtime and OS thread (like two processes);
+    /// `shared` = both on one multi-threaded runtime with `--threads` workers.
+    #[arg(long, default_value = "shared")]
+    runtime: String,
+    /// Worker threads for `--runtime shared`.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = Args::parse();
+    let codec = match args.codec.as_str() {
+        "msgpack" => Codec::MessagePack,
+        "json" => Codec::Json,
+        other => return Err(format!("unknown codec {other:?}: use msgpack or json").into()),
+    };
+    match args.runtime.as_str() {
+        "shared" => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(args.threads)
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                let addr = start_server().await?;
+                run_client(&args, codec, addr).await
+            })
+        }
+        "split" => {
+            let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+            // The load generator is a program, not core: its threads are its own.
+            #[allow(clippy::disallowed_methods)]
+            std::thread::spawn(move || -> Result<(), String> {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| e.to_string())?;
+                runtime.block_on(async move {
+                    let addr = start_server().await;
+                    let _ = addr_tx.send(addr);
+                    std::future::pending::<()>().await;
+                });
+                Ok(())
+            });
+            let addr = addr_rx.recv()??;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(run_client(&args, codec, addr))
+        }
+        other => Err(format!("unknown runtime {other:?}: use split or shared").into()),
+    }
+}
+
+/// Binds an echo server on a free loopback port and serves it on this runtime.
+async fn start_server() -> Result<String, String> {
+    let listener = squall::Tcp
+        .bind("127.0.0.1:0")
+        .await
+        .map_err(|e| e.to_string())?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| e.to_string())?
+        .to_string();
+    let router = Router::new().route("Bench.Echo", |_ctx: Context, body: ByteBuf| async move {
+        Ok::<_, Status>(body)
+    });
+    tokio::spawn(Server::new(router).serve(listener, std::future::pending()));
+    Ok(addr)
+}
+
+async fn run_client(
+    args: &Args,
+    codec: Codec,
+    addr: String,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let payload = ByteBuf::from(vec![0x5a; args.payload]);
+    let config = ChannelConfig::default();
+    if args.connections == 1 {
+        let channel = Channel::connect(&squall::Tcp, &addr, config).await?;
+        let client = Client::new(channel).with_codec(codec);
+        let client = if args.no_timeout {
+            client.with_timeout(None)
+        } else {
+            client
+        };
+        drive(client, payload, args).await
+    } else {
+        let pool = Pool::new(squall::Tcp, &addr, config, args.connections);
+        pool.warm_up().await?;
+        let client = Client::new(pool.clone()).with_codec(codec);
+        let client = if args.no_timeout {
+            client.with_timeout(None)
+        } else {
+            client
+        };
+        let result = drive(client, payload, args).await;
+        println!("pool: {:?}", pool.stats());
+        result
+    }
+}
+
+async fn drive<C: Caller>(
+    client: Client<C>,
+    payload: ByteBuf,
+    args: &Args,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let client = Arc::new(client);
+    let payload = Arc::new(payload);
+    let warmup_end = Instant::now() + Duration::from_secs(1);
+    let end = warmup_end + Duration::from_secs(args.seconds);
+    let mut workers = Vec::with_capacity(args.in_flight);
+    for _ in 0..args.in_flight {
+        let client = Arc::clone(&client);
+        let payload = Arc::clone(&payload);
+        workers.push(tokio::spawn(async move {
+            let mut histogram =
+                Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
+            let mut errors = 0u64;
+            loop {
+                let start = Instant::now();
+                if start >= end {
+                    break;
+                }
+                let result: Result<ByteBuf, Status> = client.call("Bench.Echo", &*payload).await;
+                if start >= warmup_end {
+                    match result {
+                        Ok(_) => {
+                            histogram.saturating_record(start.elapsed().as_micros().max(1) as u64)
+                        }
+                        Err(_) => errors += 1,
+                    }
+                }
+            }
+            (histogram, errors)
+        }));
+    }
+    let mut total = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let mut errors = 0;
+    for worker in workers {
+        let (histogram, worker_errors) = worker.await?;
+        total.add(histogram)?;
+        errors += worker_errors;
+    }
+    let calls = total.len();
+    println!(
+        "payload={}B in_flight={} connections={} codec={} runtime={}: {:.0} calls/s, p50={}us p99={}us max={}us, errors={}",
+        args.payload,
+        args.in_flight,
+        args.connections,
+        args.codec,
+        args.runtime,
+        calls as f64 / args.seconds as f64,
+        total.value_at_quantile(0.5),
+        total.value_at_quantile(0.99),
+        total.max(),
+        errors
+    );
+    Ok(())
+}
