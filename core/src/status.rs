@@ -68,7 +68,10 @@ impl Code {
 
     /// The code for a wire value; values from a newer peer map to [`Code::Unknown`].
     pub fn from_u8(value: u8) -> Code {
-        Code::ALL.get(value as usize).copied().unwrap_or(Code::Unknown)
+        Code::ALL
+            .get(value as usize)
+            .copied()
+            .unwrap_or(Code::Unknown)
     }
 
     /// The wire value.

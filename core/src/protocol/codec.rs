@@ -231,7 +231,9 @@ fn decode_metadata(mut src: &[u8], limits: &Limits) -> Result<Metadata, Protocol
         let len = usize::from(u16::from_be_bytes([src[1], src[2]]));
         src = &src[ENTRY_HEAD_LEN..];
         if src.len() < len {
-            return Err(ProtocolError::MalformedMetadata("entry longer than metadata"));
+            return Err(ProtocolError::MalformedMetadata(
+                "entry longer than metadata",
+            ));
         }
         let (value, rest) = src.split_at(len);
         src = rest;
@@ -267,7 +269,9 @@ fn decode_metadata(mut src: &[u8], limits: &Limits) -> Result<Metadata, Protocol
                 };
                 let key_len = usize::from(key_len);
                 if key_len == 0 || kv.len() < key_len {
-                    return Err(ProtocolError::MalformedMetadata("bad user entry key length"));
+                    return Err(ProtocolError::MalformedMetadata(
+                        "bad user entry key length",
+                    ));
                 }
                 let key = read_utf8(&kv[..key_len], "entry key is not UTF-8")?;
                 let val = read_utf8(&kv[key_len..], "entry value is not UTF-8")?;
@@ -283,15 +287,18 @@ fn decode_metadata(mut src: &[u8], limits: &Limits) -> Result<Metadata, Protocol
 /// The encoded length of `meta`, or an error if one entry cannot be represented.
 fn metadata_len(meta: &Metadata) -> Result<usize, ProtocolError> {
     let mut len = 0usize;
-    let mut add = |value_len: usize| -> Result<(), ProtocolError> {
-        if value_len > ENTRY_VALUE_LEN_MAX {
-            return Err(ProtocolError::MalformedMetadata("entry value longer than 65535 bytes"));
-        }
-        len = len
-            .checked_add(ENTRY_HEAD_LEN + value_len)
-            .ok_or(ProtocolError::MalformedMetadata("metadata length overflows"))?;
-        Ok(())
-    };
+    let mut add =
+        |value_len: usize| -> Result<(), ProtocolError> {
+            if value_len > ENTRY_VALUE_LEN_MAX {
+                return Err(ProtocolError::MalformedMetadata(
+                    "entry value longer than 65535 bytes",
+                ));
+            }
+            len = len.checked_add(ENTRY_HEAD_LEN + value_len).ok_or(
+                ProtocolError::MalformedMetadata("metadata length overflows"),
+            )?;
+            Ok(())
+        };
     if let Some(method) = &meta.method {
         add(method.len())?;
     }
@@ -306,7 +313,9 @@ fn metadata_len(meta: &Metadata) -> Result<usize, ProtocolError> {
     }
     for (key, value) in &meta.entries {
         if key.is_empty() || key.len() > usize::from(u8::MAX) {
-            return Err(ProtocolError::MalformedMetadata("entry key must be 1..=255 bytes"));
+            return Err(ProtocolError::MalformedMetadata(
+                "entry key must be 1..=255 bytes",
+            ));
         }
         add(1 + key.len() + value.len())?;
     }
@@ -440,7 +449,9 @@ mod tests {
     fn read_bad_magic_is_a_clear_error() {
         let mut src = BytesMut::from(&b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"[..]);
         let error = FrameCodec::default().decode(&mut src).unwrap_err();
-        assert!(error.to_string().contains("does not speak the squall protocol"));
+        assert!(error
+            .to_string()
+            .contains("does not speak the squall protocol"));
     }
 
     #[test]
@@ -452,7 +463,10 @@ mod tests {
         let bytes = encode_to_bytes(&request(), Limits::default()).unwrap();
         let mut src = BytesMut::from(&bytes[..HEADER_LEN]);
         let error = FrameCodec::new(limits).decode(&mut src).unwrap_err();
-        assert!(matches!(error, ProtocolError::FrameTooLarge { max: 16, .. }));
+        assert!(matches!(
+            error,
+            ProtocolError::FrameTooLarge { max: 16, .. }
+        ));
     }
 
     #[test]

@@ -8,7 +8,5 @@ mod frame;
 mod payload;
 
 pub use codec::{encode_to_bytes, FrameCodec, ProtocolError};
-pub use frame::{
-    CodecId, Flags, Frame, FrameKind, Limits, Metadata, HEADER_LEN, MAGIC, VERSION,
-};
+pub use frame::{CodecId, Flags, Frame, FrameKind, Limits, Metadata, HEADER_LEN, MAGIC, VERSION};
 pub use payload::Codec;
