@@ -213,6 +213,20 @@ impl Decoder for FrameCodec {
             body,
         }))
     }
+
+    /// Like the default, but a stream that ends after a header and before that
+    /// frame's metadata and body is an error too. (The default only checks for
+    /// leftover bytes, and a fully parsed header leaves none behind.)
+    fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, ProtocolError> {
+        match self.decode(src)? {
+            Some(frame) => Ok(Some(frame)),
+            None if src.is_empty() && matches!(self.state, DecodeState::Head) => Ok(None),
+            None => Err(ProtocolError::Io(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "stream ended in the middle of a frame",
+            ))),
+        }
+    }
 }
 
 fn read_utf8(value: &[u8], what: &'static str) -> Result<String, ProtocolError> {
@@ -245,18 +259,29 @@ fn decode_metadata(mut src: &[u8], limits: &Limits) -> Result<Metadata, Protocol
                 meta.method = Some(read_utf8(value, "method is not UTF-8")?);
             }
             tag::DEADLINE => {
+                if meta.deadline.is_some() {
+                    return Err(ProtocolError::MalformedMetadata("duplicate deadline"));
+                }
                 let micros: [u8; 8] = value
                     .try_into()
                     .map_err(|_| ProtocolError::MalformedMetadata("deadline is not 8 bytes"))?;
                 meta.deadline = Some(Duration::from_micros(u64::from_be_bytes(micros)));
             }
             tag::STATUS => {
+                if meta.status.is_some() {
+                    return Err(ProtocolError::MalformedMetadata("duplicate status"));
+                }
                 let [code] = value else {
                     return Err(ProtocolError::MalformedMetadata("status is not 1 byte"));
                 };
                 meta.status = Some(Code::from_u8(*code));
             }
-            tag::MESSAGE => meta.message = Some(read_utf8(value, "message is not UTF-8")?),
+            tag::MESSAGE => {
+                if meta.message.is_some() {
+                    return Err(ProtocolError::MalformedMetadata("duplicate message"));
+                }
+                meta.message = Some(read_utf8(value, "message is not UTF-8")?);
+            }
             tag::ENTRY => {
                 if meta.entries.len() >= usize::from(limits.entries_max) {
                     return Err(ProtocolError::TooManyEntries {
