@@ -5,6 +5,7 @@
 //! - [`protocol`]: the frame (see `docs/PROTOCOL.md`), its codec, payload codecs.
 //! - [`status`]: [`Status`] and [`Code`], with retryability and may-have-executed.
 //! - [`transport`]: the [`Transport`] trait and real [`Tcp`].
+//! - [`balance`]: the [`Balancer`] trait and six load balancers ([`BalancerKind`]).
 //! - [`rng`]: named, seeded random streams ([`SeedSource`]).
 //!
 //! Core spawns no threads, reads no wall clock and takes no OS randomness except
@@ -12,11 +13,13 @@
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 #![forbid(unsafe_code)]
 
+pub mod balance;
 pub mod protocol;
 pub mod rng;
 pub mod status;
 pub mod transport;
 
+pub use balance::{Balancer, BalancerKind, Endpoint, Pick};
 pub use protocol::Codec;
 pub use rng::SeedSource;
 pub use status::{Code, Status};
