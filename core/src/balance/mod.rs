@@ -14,7 +14,8 @@
 //!   caller says which endpoints may be chosen through [`Pick::available`]: an
 //!   endpoint whose breaker is open, or on which a previous attempt of this call
 //!   failed, is not available. Every balancer returns `None` exactly when no
-//!   endpoint is available (weighted round robin also treats weight 0 as drained).
+//!   endpoint is available (weighted round robin and consistent hash also treat
+//!   an endpoint of weight 0 as drained: never chosen).
 //! - [`Balancer::on_start`] / [`Balancer::on_finish`] — a call started / finished.
 //!   Only the load-aware balancers (least outstanding, P2C + peak EWMA) use them;
 //!   the others ignore them.
