@@ -22,7 +22,7 @@
 //!
 //! Balancers read no clock and no OS randomness: time arrives as a
 //! [`tokio::time::Instant`] (virtual in the simulation) and every random choice comes
-//! from the [`Rng`] handed to [`build`], so a seeded run picks the same endpoints
+//! from the [`Rng`](crate::rng::Rng) handed to [`build`], so a seeded run picks the same endpoints
 //! every time. The trait is object safe; clients hold a `Box<dyn Balancer>`.
 //!
 //! # Layout
