@@ -5,6 +5,14 @@
 //! - [`protocol`]: the frame (see `docs/PROTOCOL.md`), its codec, payload codecs.
 //! - [`status`]: [`Status`] and [`Code`], with retryability and may-have-executed.
 //! - [`transport`]: the [`Transport`] trait and real [`Tcp`].
+//! - [`server`]: [`Server`], the `Service.Method` [`Router`], built-in middleware.
+//! - [`client`]: the multiplexed [`Channel`], [`Pool`], the typed [`Client`].
+//! - [`context`]: the per-call [`Context`] and deadline propagation.
+//! - [`registry`]: service discovery — the [`Registry`] trait, [`MemoryRegistry`],
+//!   and the server/client helpers [`Registrar`] and [`Resolver`].
+//! - [`balance`]: the [`Balancer`] trait and six load balancers ([`BalancerKind`]).
+//! - [`resilience`]: pure policy state machines — [`CircuitBreaker`], [`Backoff`],
+//!   [`RetryBudget`], [`RetryPolicy`], [`FailMode`], [`HedgePolicy`].
 //! - [`rng`]: named, seeded random streams ([`SeedSource`]).
 //!
 //! Core spawns no threads, reads no wall clock and takes no OS randomness except
@@ -12,18 +20,29 @@
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 #![forbid(unsafe_code)]
 
+pub mod balance;
 pub mod client;
 mod conn;
 pub mod context;
 pub mod protocol;
+pub mod registry;
+pub mod resilience;
 pub mod rng;
 pub mod server;
 pub mod status;
 pub mod transport;
 
+pub use balance::{Balancer, BalancerKind, Endpoint, Pick};
 pub use client::{CallOptions, Caller, Channel, ChannelConfig, Client, Pool};
 pub use context::Context;
 pub use protocol::Codec;
+pub use registry::{
+    Instance, LeaseId, MemoryRegistry, Registrar, Registry, RegistryEvent, Resolver, Snapshot,
+};
+pub use resilience::{
+    Backoff, BreakerConfig, BreakerState, BudgetConfig, CircuitBreaker, FailMode, HedgePolicy,
+    Jitter, RetryBudget, RetryDecision, RetryPolicy,
+};
 pub use rng::SeedSource;
 pub use server::{Router, Server};
 pub use status::{Code, Status};
