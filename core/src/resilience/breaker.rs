@@ -27,6 +27,10 @@
 //! fails after the breaker went half-open must not be mistaken for a failed probe
 //! (nor a late success for a good one). Probes are therefore exactly the permits
 //! issued in the current half-open period.
+//!
+//! A probe whose result never comes (a permit dropped unreported, an endpoint
+//! that accepts and never answers) is presumed failed once `open_max` has passed
+//! since the last probe was admitted, so half-open cannot be held forever.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -213,6 +217,8 @@ pub enum TransitionReason {
     ProbesSucceeded,
     /// Half-open → open: a probe failed (or was slow).
     ProbeFailed,
+    /// Half-open → open: a probe had no verdict `open_max` after it was admitted.
+    ProbeLost,
 }
 
 impl TransitionReason {
@@ -224,6 +230,7 @@ impl TransitionReason {
             TransitionReason::OpenElapsed => "open_elapsed",
             TransitionReason::ProbesSucceeded => "probes_succeeded",
             TransitionReason::ProbeFailed => "probe_failed",
+            TransitionReason::ProbeLost => "probe_lost",
         }
     }
 }
@@ -355,6 +362,9 @@ enum Phase {
         admitted: u32,
         /// Probes that succeeded.
         succeeded: u32,
+        /// When the latest probe was admitted (or half-open began): an outstanding
+        /// probe with no verdict `open_max` after this is presumed lost.
+        last_admitted: Instant,
     },
 }
 
@@ -440,16 +450,40 @@ impl CircuitBreaker {
         }
     }
 
-    /// Performs the lazy open → half-open transition if the open period has ended.
+    /// Performs the lazy time-driven transitions: open → half-open once the open
+    /// period has ended, and half-open → open once outstanding probes are presumed
+    /// lost (no verdict `open_max` after the last was admitted).
     pub fn poll(&mut self, now: Instant) {
         if let Phase::Open { until } = self.phase {
             if now >= until {
                 let probing = Phase::HalfOpen {
                     admitted: 0,
                     succeeded: 0,
+                    last_admitted: now,
                 };
                 self.transition(probing, now, TransitionReason::OpenElapsed, None);
             }
+        }
+        if self.probes_lost(now) {
+            self.trip(now, TransitionReason::ProbeLost);
+        }
+    }
+
+    /// Whether half-open has probes outstanding with no verdict for `open_max`
+    /// since the last was admitted. A permit dropped unreported (a caller bug, a
+    /// cancelled future without a guard) or an endpoint that accepts and never
+    /// answers would otherwise hold half-open forever; such a probe counts as failed.
+    fn probes_lost(&self, now: Instant) -> bool {
+        match self.phase {
+            Phase::HalfOpen {
+                admitted,
+                succeeded,
+                last_admitted,
+            } => {
+                admitted > succeeded
+                    && now.saturating_duration_since(last_admitted) >= self.config.open_max
+            }
+            Phase::Closed | Phase::Open { .. } => false,
         }
     }
 
@@ -467,9 +501,14 @@ impl CircuitBreaker {
                 state: BreakerState::Open,
                 retry_after: Some(until.saturating_duration_since(now)),
             }),
-            Phase::HalfOpen { admitted, .. } => {
+            Phase::HalfOpen {
+                admitted,
+                last_admitted,
+                ..
+            } => {
                 if *admitted < self.config.half_open_probes {
                     *admitted += 1;
+                    *last_admitted = now;
                     Ok(Permit {
                         generation,
                         probe: true,
@@ -490,7 +529,9 @@ impl CircuitBreaker {
         match self.phase {
             Phase::Closed => true,
             Phase::Open { until } => now >= until,
-            Phase::HalfOpen { admitted, .. } => admitted < self.config.half_open_probes,
+            Phase::HalfOpen { admitted, .. } => {
+                admitted < self.config.half_open_probes && !self.probes_lost(now)
+            }
         }
     }
 
@@ -560,6 +601,7 @@ impl CircuitBreaker {
             Phase::HalfOpen {
                 admitted,
                 succeeded,
+                last_admitted,
             } => {
                 debug_assert!(permit.probe && succeeded < admitted);
                 if failed {
@@ -570,6 +612,7 @@ impl CircuitBreaker {
                     self.phase = Phase::HalfOpen {
                         admitted,
                         succeeded: succeeded + 1,
+                        last_admitted,
                     };
                 }
             }

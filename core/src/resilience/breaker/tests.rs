@@ -341,6 +341,37 @@ async fn an_ignored_probe_frees_its_slot() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_probe_lost_for_open_max_reopens_the_breaker() {
+    // Proves half-open cannot be held forever by a probe that never reports: one
+    // nanosecond before open_max (60 s) after its admission it still blocks, at
+    // open_max it counts as failed and the breaker re-opens with reason probe_lost.
+    let t0 = Instant::now();
+    let mut breaker = breaker(BreakerConfig {
+        half_open_probes: 1,
+        ..BreakerConfig::default()
+    });
+    trip(&mut breaker, t0);
+    let now = enter_half_open(&mut breaker);
+    let lost = breaker.try_acquire(now).expect("probe");
+    let open_max = breaker.config().open_max;
+    let almost = now + open_max - Duration::from_nanos(1);
+    assert!(breaker.try_acquire(almost).is_err());
+    assert_eq!(breaker.state(), BreakerState::HalfOpen);
+    assert!(!breaker.is_available(now + open_max));
+    breaker.poll(now + open_max);
+    assert_eq!(breaker.state(), BreakerState::Open);
+    let transitions = breaker.take_transitions();
+    assert_eq!(transitions.len(), 1);
+    assert_eq!(transitions[0].reason, TransitionReason::ProbeLost);
+    breaker.on_success(lost, now + open_max, open_max);
+    assert_eq!(
+        breaker.state(),
+        BreakerState::Open,
+        "the lost probe's late verdict is stale"
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn slow_successes_count_as_failures_when_a_threshold_is_set() {
     // Proves the slow-call rule: five successes at the threshold trip the breaker,
     // one nanosecond under it they do not.
