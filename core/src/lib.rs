@@ -6,6 +6,8 @@
 //! - [`status`]: [`Status`] and [`Code`], with retryability and may-have-executed.
 //! - [`transport`]: the [`Transport`] trait and real [`Tcp`].
 //! - [`rng`]: named, seeded random streams ([`SeedSource`]).
+//! - [`registry`]: service discovery — the [`Registry`] trait, [`MemoryRegistry`],
+//!   and the server/client helpers [`Registrar`] and [`Resolver`].
 //!
 //! Core spawns no threads, reads no wall clock and takes no OS randomness except
 //! in [`SeedSource::from_os`]; that is what lets `sim` replay a run exactly.
@@ -13,11 +15,15 @@
 #![forbid(unsafe_code)]
 
 pub mod protocol;
+pub mod registry;
 pub mod rng;
 pub mod status;
 pub mod transport;
 
 pub use protocol::Codec;
+pub use registry::{
+    Instance, LeaseId, MemoryRegistry, Registrar, Registry, RegistryEvent, Resolver, Snapshot,
+};
 pub use rng::SeedSource;
 pub use status::{Code, Status};
 pub use transport::{Connection, Listener, Tcp, Transport};
