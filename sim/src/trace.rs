@@ -201,16 +201,8 @@ impl Trace {
     pub fn first_difference(&self, other: &Trace) -> Option<(usize, String, String)> {
         let n = self.events.len().max(other.events.len());
         (0..n).find_map(|i| {
-            let a = self
-                .events
-                .get(i)
-                .map(|e| e.to_string())
-                .unwrap_or_else(|| "<end of trace>".into());
-            let b = other
-                .events
-                .get(i)
-                .map(|e| e.to_string())
-                .unwrap_or_else(|| "<end of trace>".into());
+            let a = self.events.get(i).map(|e| e.to_string()).unwrap_or_else(|| "<end of trace>".into());
+            let b = other.events.get(i).map(|e| e.to_string()).unwrap_or_else(|| "<end of trace>".into());
             (a != b).then(|| (i + 1, a, b))
         })
     }
