@@ -56,7 +56,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let Some(&(_, unit_nanos)) = UNITS.iter().find(|(name, _)| *name == unit) else {
         let hint = match unit_alias(unit) {
             Some(alias) => format!("did you mean \"{number}{alias}\"?"),
-            None => "units: us, ms, s, m (minutes), h".to_string(),
+            None => "units: us, ms, s, m for minutes, h".to_string(),
         };
         return Err(format!(
             "invalid duration \"{text}\": unknown unit \"{unit}\" ({hint})"
@@ -238,7 +238,7 @@ mod tests {
         let error = parse_duration("10 parsecs").unwrap_err();
         assert!(error.contains("unknown unit \"parsecs\""), "{error}");
         assert!(
-            error.contains("units: us, ms, s, m (minutes), h"),
+            error.contains("units: us, ms, s, m for minutes, h"),
             "{error}"
         );
         let error = parse_duration("5secs").unwrap_err();

@@ -120,7 +120,7 @@ impl<'a> Locator<'a> {
 
     /// Rewrites a TOML/serde error into our vocabulary: `unknown field` becomes
     /// `unknown key "x"` with a did-you-mean, `missing field` says what the key is for.
-    pub(crate) fn from_toml(&self, error: &toml::de::Error) -> ScenarioError {
+    pub(crate) fn toml_error(&self, error: &toml::de::Error) -> ScenarioError {
         let span = error.span().unwrap_or(0..0);
         let raw = error.message().trim().trim_end_matches('.').to_string();
         let (message, hint) = rewrite_serde_message(&raw);
@@ -213,7 +213,7 @@ pub(crate) fn suggest<'c>(
     let allowed = (lower.chars().count() / 3).max(1);
     candidates
         .into_iter()
-        .map(|c| (edit_distance(&lower, c), c))
+        .map(|c| (edit_distance(&lower, &c.to_ascii_lowercase()), c))
         .filter(|&(d, _)| d <= allowed)
         .min_by_key(|&(d, _)| d)
         .map(|(_, c)| c)

@@ -293,7 +293,9 @@ fn fraction_value(
         return Err(loc.at(
             raw.span(),
             format!("{key} = {value} is out of range"),
-            Some(format!("{key} is a fraction, 0 to 1 (0.999 means 99.9%)")),
+            Some(format!(
+                "{key} is a fraction from 0 to 1; 0.999 means 99.9%"
+            )),
         ));
     }
     Ok(Some(value))

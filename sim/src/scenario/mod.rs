@@ -65,7 +65,7 @@ impl Scenario {
                 Some("split it into several scenarios".into()),
             ));
         }
-        let raw: raw::RawScenario = toml::from_str(text).map_err(|e| loc.from_toml(&e))?;
+        let raw: raw::RawScenario = toml::from_str(text).map_err(|e| loc.toml_error(&e))?;
         validate::validate(raw, loc)
     }
 }

@@ -65,11 +65,7 @@ impl Names {
         } else if let Some(role) = self.hosts.get(text) {
             (*role, vec![text.clone()])
         } else {
-            let candidates = self.candidates(allowed);
-            let hint = match suggest(text, candidates.iter().map(String::as_str)) {
-                Some(best) => format!("did you mean \"{best}\"?"),
-                None => format!("known: {}", candidates.join(", ")),
-            };
+            let hint = self.unknown_name_hint(text, allowed);
             return Err(loc.at(
                 name.span(),
                 format!("{what}: unknown host or group \"{text}\""),
@@ -90,6 +86,28 @@ impl Names {
         Ok(hosts)
     }
 
+    /// For `server-9` in a group of three: the group's range. Otherwise the
+    /// closest name, or the list of names.
+    fn unknown_name_hint(&self, text: &str, allowed: &[Role]) -> String {
+        let numbered = text
+            .rsplit_once('-')
+            .filter(|(_, n)| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()));
+        if let Some((group, _)) = numbered {
+            if let Some((_, hosts)) = self.groups.get(group) {
+                let last = hosts.last().map(String::as_str).unwrap_or("none");
+                return format!(
+                    "group \"{group}\" has {} hosts: {group}-1..{last}",
+                    hosts.len()
+                );
+            }
+        }
+        let candidates = self.candidates(allowed);
+        match suggest(text, candidates.iter().map(String::as_str)) {
+            Some(best) => format!("did you mean \"{best}\"?"),
+            None => format!("known: {}", candidates.join(", ")),
+        }
+    }
+
     /// Names of the allowed roles, groups first, for hints.
     fn candidates(&self, allowed: &[Role]) -> Vec<String> {
         let groups = self
@@ -103,6 +121,14 @@ impl Names {
             .filter(|(_, r)| allowed.contains(r))
             .map(|(n, _)| n.clone());
         groups.chain(hosts).collect()
+    }
+
+    /// The hosts of a registered group (empty for an unknown name).
+    fn hosts_of(&self, group: &str) -> Vec<String> {
+        self.groups
+            .get(group)
+            .map(|(_, hosts)| hosts.clone())
+            .unwrap_or_default()
     }
 
     /// Every host, for silent death ("partition from everyone").
@@ -208,18 +234,14 @@ pub(crate) fn validate(raw: RawScenario, loc: Locator<'_>) -> Result<Scenario, S
             Some("add a [[clients]] table; without calls nothing is proven".into()),
         ));
     }
+    register_groups(&loc, &mut names, &raw)?;
     let mut servers = Vec::with_capacity(raw.servers.len());
     for group in &raw.servers {
-        servers.push(check_server_group(&loc, &mut names, group.get_ref())?);
+        servers.push(check_server_group(&loc, &names, group.get_ref())?);
     }
     let mut clients = Vec::with_capacity(raw.clients.len());
     for group in &raw.clients {
-        clients.push(check_client_group(
-            &loc,
-            &mut names,
-            group.get_ref(),
-            duration,
-        )?);
+        clients.push(check_client_group(&loc, &names, group.get_ref(), duration)?);
     }
     let methods = clients
         .iter()
@@ -329,14 +351,45 @@ fn check_network(loc: &Locator<'_>, raw: Option<&RawNetwork>) -> Result<Network,
     })
 }
 
-/// One `[[servers]]` table.
-fn check_server_group(
+/// Registers every group's name and hosts in file order (servers and clients
+/// interleaved as written), so a clash is reported at the later of the two and a
+/// client may name a server group written below it.
+fn register_groups(
     loc: &Locator<'_>,
     names: &mut Names,
+    raw: &RawScenario,
+) -> Result<(), ScenarioError> {
+    let servers = raw.servers.iter().map(|g| {
+        (
+            g.span().start,
+            &g.get_ref().group,
+            g.get_ref().replicas.as_ref(),
+            Role::Server,
+        )
+    });
+    let clients = raw.clients.iter().map(|g| {
+        (
+            g.span().start,
+            &g.get_ref().group,
+            g.get_ref().replicas.as_ref(),
+            Role::Client,
+        )
+    });
+    let mut groups: Vec<_> = servers.chain(clients).collect();
+    groups.sort_by_key(|(start, ..)| *start);
+    for (_, name, replicas_raw, role) in groups {
+        names.add_group(loc, name, role, replicas(loc, replicas_raw)?)?;
+    }
+    Ok(())
+}
+
+/// One `[[servers]]` table (its names are registered already).
+fn check_server_group(
+    loc: &Locator<'_>,
+    names: &Names,
     raw: &RawServerGroup,
 ) -> Result<ServerGroup, ScenarioError> {
-    let replicas = replicas(loc, raw.replicas.as_ref())?;
-    let host_names = names.add_group(loc, &raw.group, Role::Server, replicas)?;
+    let host_names = names.hosts_of(raw.group.get_ref());
     let weight = integer(loc, raw.weight.as_ref(), "weight", 1, WEIGHT_MAX)?.unwrap_or(1);
     let group_behaviour = Behaviour {
         latency: latency(loc, raw.latency.as_ref(), "latency")?
@@ -384,14 +437,13 @@ fn check_server_group(
     })
 }
 
-/// One `[[clients]]` table.
+/// One `[[clients]]` table (its names are registered already).
 fn check_client_group(
     loc: &Locator<'_>,
-    names: &mut Names,
+    names: &Names,
     raw: &RawClientGroup,
     duration: Duration,
 ) -> Result<ClientGroup, ScenarioError> {
-    let replicas = replicas(loc, raw.replicas.as_ref())?;
     if raw.targets.get_ref().is_empty() {
         return Err(loc.at(
             raw.targets.span(),
@@ -407,8 +459,7 @@ fn check_client_group(
             }
         }
     }
-    // Clients are added after their targets are resolved: a client cannot target a client.
-    let hosts = names.add_group(loc, &raw.group, Role::Client, replicas)?;
+    let hosts = names.hosts_of(raw.group.get_ref());
     let group = raw.group.get_ref().clone();
     Ok(ClientGroup {
         name: group,
@@ -454,7 +505,7 @@ fn check_workload(
             return Err(loc.at(
                 rate.span(),
                 "both rate and concurrency are set",
-                Some("choose open loop (rate) or closed loop (concurrency), not both".into()),
+                Some("choose open loop (rate) or closed loop (concurrency)".into()),
             ));
         }
         (None, None) => {
@@ -675,7 +726,7 @@ pub(crate) fn fraction(
         return Err(loc.at(
             raw.span(),
             format!("{key} = {value} is out of range"),
-            Some(format!("{key} is a fraction, 0 to 1 (0.05 means 5%)")),
+            Some(format!("{key} is a fraction from 0 to 1; 0.05 means 5%")),
         ));
     }
     Ok(Some(value))
