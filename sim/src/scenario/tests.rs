@@ -605,3 +605,39 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn complete_example_in_the_docs_parses() {
+    // Proves docs/SCENARIOS.md's complete example is a valid scenario, so the docs cannot rot silently.
+    let docs =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/SCENARIOS.md"))
+            .expect("docs exist");
+    let start = docs
+        .find("```toml\nname = ")
+        .expect("the docs open with a complete example")
+        + "```toml\n".len();
+    let len = docs[start..]
+        .find("```")
+        .expect("the example block is closed");
+    let scenario = parse(&docs[start..start + len]).unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(scenario.name, "partition-heal");
+}
+
+#[test]
+fn fault_and_expectation_examples_in_the_docs_parse() {
+    // Proves every [[faults]] and [[expect]] example block in the docs is valid against a 3-server fixture.
+    let docs =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/SCENARIOS.md"))
+            .expect("docs exist");
+    let blocks: Vec<&str> = docs
+        .split("```toml\n")
+        .skip(1)
+        .filter_map(|rest| rest.split_once("```").map(|(block, _)| block))
+        .filter(|block| block.starts_with("[[faults]]") || block.starts_with("[[expect]]"))
+        .collect();
+    assert_eq!(blocks.len(), 2, "one faults block and one expect block");
+    for block in blocks {
+        let text = BASE.replace("replicas = 2", "replicas = 1") + block;
+        parse(&text).unwrap_or_else(|e| panic!("{e:#}"));
+    }
+}
