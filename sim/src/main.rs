@@ -1,1 +1,428 @@
-fn main() {}
+//! `sim`: run, replay, check and explore squall scenarios.
+//!
+//! ```text
+//! sim run scenarios/steady-state.toml            # default seed; verdict table
+//! sim run scenarios/*.toml --seeds 1..20         # many seeds
+//! sim replay scenarios/x.toml --seed 7 --kind call.end --host client-1
+//! sim check scenarios/*.toml                     # validate only
+//! sim explore scenarios/x.toml --seeds 200       # both cores; lists failing seeds
+//! ```
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use sim::scenario::format_duration;
+use sim::{run, RunOutcome, Scenario};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "sim",
+    version,
+    about = "Squall's deterministic simulation harness"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run scenarios and print a verdict table per run; exits 1 if any fails.
+    Run(RunArgs),
+    /// Run one scenario at one seed and print its trace (and the same hash as `run`).
+    Replay(ReplayArgs),
+    /// Validate scenario files without running them.
+    Check {
+        /// Scenario files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Run one scenario at many seeds on every core; list the failing seeds.
+    Explore(ExploreArgs),
+}
+
+#[derive(Args, Debug)]
+struct SeedArgs {
+    /// Run this seed instead of the scenario's pinned ones.
+    #[arg(long, conflicts_with = "seeds")]
+    seed: Option<u64>,
+    /// Run a range of seeds, `A..B` (B excluded).
+    #[arg(long, value_parser = parse_range)]
+    seeds: Option<(u64, u64)>,
+    /// Run every pinned seed of each scenario (default: only the first).
+    #[arg(long, conflicts_with_all = ["seed", "seeds"])]
+    all_pinned: bool,
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// Scenario files.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    #[command(flatten)]
+    seeds: SeedArgs,
+    /// Machine-readable output: one JSON object per run, one per line.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct ReplayArgs {
+    /// The scenario file.
+    file: PathBuf,
+    /// The seed to replay (default: the scenario's first pinned seed).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Only events on these hosts (repeatable).
+    #[arg(long)]
+    host: Vec<String>,
+    /// Only events of these kinds: call.start, call.attempt, call.end,
+    /// server.executed, conn.open, conn.failed, fault, breaker, registry,
+    /// endpoints, note (repeatable; a prefix such as `call` matches all `call.*`).
+    #[arg(long)]
+    kind: Vec<String>,
+    /// Print events as JSON lines.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct ExploreArgs {
+    /// The scenario file.
+    file: PathBuf,
+    /// How many seeds to run.
+    #[arg(long, default_value_t = 100)]
+    seeds: u64,
+    /// The first seed.
+    #[arg(long, default_value_t = 1)]
+    start: u64,
+    /// Worker threads (default: every core).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Machine-readable output.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_range(text: &str) -> Result<(u64, u64), String> {
+    let (a, b) = text
+        .split_once("..")
+        .ok_or_else(|| format!("{text:?} is not a range: write A..B, e.g. 1..20"))?;
+    let a: u64 = a
+        .trim()
+        .parse()
+        .map_err(|_| format!("{a:?} is not a seed"))?;
+    let b: u64 = b
+        .trim()
+        .parse()
+        .map_err(|_| format!("{b:?} is not a seed"))?;
+    if b <= a {
+        return Err(format!(
+            "empty range {text}: the end is excluded, so B must exceed A"
+        ));
+    }
+    if b - a > 1_000_000 {
+        return Err("at most 1,000,000 seeds per range".into());
+    }
+    Ok((a, b))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => cmd_run(args),
+        Command::Replay(args) => cmd_replay(args),
+        Command::Check { files } => cmd_check(files),
+        Command::Explore(args) => cmd_explore(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn load(path: &PathBuf) -> Result<Scenario, String> {
+    Scenario::from_file(path).map_err(|error| format!("{error:#}"))
+}
+
+/// The command that replays one run exactly.
+fn replay_command(file: &str, seed: u64) -> String {
+    format!("cargo run -p sim -- replay {file} --seed {seed}")
+}
+
+/// Wall-clock seconds since `start` — for speed reports only, never inside a run.
+#[allow(clippy::disallowed_methods)]
+fn wall_start() -> std::time::Instant {
+    std::time::Instant::now()
+}
+
+fn cmd_run(args: RunArgs) -> Result<ExitCode, String> {
+    let mut failed = 0;
+    let mut runs = 0;
+    for path in &args.files {
+        let scenario = load(path)?;
+        let file = path.display().to_string();
+        let seeds: Vec<u64> = match (args.seeds.seed, args.seeds.seeds) {
+            (Some(seed), _) => vec![seed],
+            (None, Some((a, b))) => (a..b).collect(),
+            (None, None) if args.seeds.all_pinned => scenario.seeds.clone(),
+            (None, None) => vec![scenario.default_seed()],
+        };
+        for seed in seeds {
+            let start = wall_start();
+            let outcome = run(&scenario, seed).map_err(|e| e.to_string())?;
+            let wall = start.elapsed();
+            runs += 1;
+            if !outcome.passed() {
+                failed += 1;
+            }
+            if args.json {
+                println!("{}", run_json(&file, &outcome, wall));
+            } else {
+                print_verdicts(&file, &outcome, wall);
+            }
+        }
+    }
+    if !args.json {
+        println!("{} passed, {} failed", runs - failed, failed);
+    }
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn print_verdicts(file: &str, outcome: &RunOutcome, wall: Duration) {
+    let mark = if outcome.passed() { "PASS" } else { "FAIL" };
+    let calls = outcome
+        .trace
+        .events
+        .iter()
+        .filter(|e| e.kind.name() == "call.end")
+        .count();
+    println!(
+        "{mark} {} seed={} trace={} ({} events, {} calls, {} simulated in {:.2}s wall, {:.0}x)",
+        outcome.scenario,
+        outcome.seed,
+        outcome.hash(),
+        outcome.trace.events.len(),
+        calls,
+        format_duration(outcome.simulated),
+        wall.as_secs_f64(),
+        outcome.simulated.as_secs_f64() / wall.as_secs_f64().max(1e-9),
+    );
+    let name_width = outcome
+        .verdicts
+        .iter()
+        .map(|v| v.name.len())
+        .max()
+        .unwrap_or(0);
+    let wanted_width = outcome
+        .verdicts
+        .iter()
+        .map(|v| v.wanted.len())
+        .max()
+        .unwrap_or(0);
+    for verdict in &outcome.verdicts {
+        let mark = if verdict.pass { "ok  " } else { "FAIL" };
+        let line = verdict
+            .line
+            .map(|l| format!("{file}:{l}"))
+            .unwrap_or_default();
+        println!(
+            "  {mark} {:<name_width$}  wanted {:<wanted_width$}  observed {}  {line}",
+            verdict.name, verdict.wanted, verdict.observed
+        );
+    }
+    if !outcome.passed() {
+        println!("  replay: {}", replay_command(file, outcome.seed));
+    }
+}
+
+fn run_json(file: &str, outcome: &RunOutcome, wall: Duration) -> serde_json::Value {
+    let verdicts: Vec<_> = outcome
+        .verdicts
+        .iter()
+        .map(|v| {
+            serde_json::json!({
+                "name": v.name, "wanted": v.wanted, "observed": v.observed,
+                "pass": v.pass, "line": v.line,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "file": file,
+        "scenario": outcome.scenario,
+        "seed": outcome.seed,
+        "passed": outcome.passed(),
+        "trace_hash": outcome.hash(),
+        "events": outcome.trace.events.len(),
+        "steps": outcome.steps,
+        "simulated_s": outcome.simulated.as_secs_f64(),
+        "wall_s": wall.as_secs_f64(),
+        "verdicts": verdicts,
+        "replay": replay_command(file, outcome.seed),
+    })
+}
+
+fn cmd_replay(args: ReplayArgs) -> Result<ExitCode, String> {
+    let scenario = load(&args.file)?;
+    let seed = args.seed.unwrap_or_else(|| scenario.default_seed());
+    let outcome = run(&scenario, seed).map_err(|e| e.to_string())?;
+    for event in &outcome.trace.events {
+        let host_ok = args.host.is_empty() || args.host.iter().any(|h| h == &event.host);
+        let name = event.kind.name();
+        let kind_ok = args.kind.is_empty()
+            || args
+                .kind
+                .iter()
+                .any(|k| name == k || name.starts_with(&format!("{k}.")));
+        if host_ok && kind_ok {
+            if args.json {
+                let json = serde_json::json!({
+                    "at_us": event.at.as_micros() as u64, "host": event.host,
+                    "kind": name, "event": event.kind.to_string(),
+                });
+                println!("{json}");
+            } else {
+                println!("{event}");
+            }
+        }
+    }
+    let mark = if outcome.passed() { "PASS" } else { "FAIL" };
+    println!(
+        "{mark} {} seed={} trace={}",
+        outcome.scenario,
+        seed,
+        outcome.hash()
+    );
+    for verdict in outcome.verdicts.iter().filter(|v| !v.pass) {
+        println!("  {verdict}");
+    }
+    Ok(if outcome.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn cmd_check(files: Vec<PathBuf>) -> Result<ExitCode, String> {
+    let mut bad = 0;
+    for path in &files {
+        match Scenario::from_file(path) {
+            Ok(scenario) => println!(
+                "ok   {}: {} ({} servers, {} clients, {} faults, {} expectations)",
+                path.display(),
+                scenario.name,
+                scenario.server_hosts().count(),
+                scenario.client_hosts().count(),
+                scenario.faults.len(),
+                scenario.expectations.len()
+            ),
+            Err(error) => {
+                bad += 1;
+                println!("{error:#}");
+            }
+        }
+    }
+    Ok(if bad == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn cmd_explore(args: ExploreArgs) -> Result<ExitCode, String> {
+    let scenario = load(&args.file)?;
+    let file = args.file.display().to_string();
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .clamp(1, 64);
+    let next = AtomicU64::new(args.start);
+    let end = args.start.saturating_add(args.seeds);
+    let failures = Mutex::new(Vec::new());
+    let progress = indicatif::ProgressBar::new(args.seeds);
+    if args.json {
+        progress.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    progress.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} seeds  {per_sec}  eta {eta}  {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let start = wall_start();
+    // Independent runs on separate threads: each run is itself single-threaded
+    // and deterministic; only which thread runs which seed varies.
+    #[allow(clippy::disallowed_methods)]
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| loop {
+                let seed = next.fetch_add(1, Ordering::Relaxed);
+                if seed >= end {
+                    break;
+                }
+                let result = match run(&scenario, seed) {
+                    Ok(outcome) if outcome.passed() => None,
+                    Ok(outcome) => Some((
+                        seed,
+                        outcome
+                            .verdicts
+                            .iter()
+                            .filter(|v| !v.pass)
+                            .map(|v| v.to_string())
+                            .collect::<Vec<_>>(),
+                    )),
+                    Err(error) => Some((seed, vec![error.to_string()])),
+                };
+                if let Some(failure) = result {
+                    let mut failures = failures.lock().unwrap_or_else(|p| p.into_inner());
+                    failures.push(failure);
+                    progress.set_message(format!("{} failing", failures.len()));
+                }
+                progress.inc(1);
+            });
+        }
+    });
+    progress.finish_and_clear();
+    let wall = start.elapsed();
+    let mut failures = failures.into_inner().unwrap_or_else(|p| p.into_inner());
+    failures.sort();
+    let per_minute = args.seeds as f64 / wall.as_secs_f64().max(1e-9) * 60.0;
+    if args.json {
+        let json = serde_json::json!({
+            "file": file, "scenario": scenario.name, "seeds": args.seeds, "threads": threads,
+            "wall_s": wall.as_secs_f64(), "seeds_per_minute": per_minute,
+            "failing": failures.iter().map(|(seed, why)| serde_json::json!({
+                "seed": seed, "failed": why, "replay": replay_command(&file, *seed)
+            })).collect::<Vec<_>>(),
+        });
+        println!("{json}");
+    } else {
+        println!(
+            "{}: {} seeds on {threads} threads in {:.1}s ({per_minute:.0} seeds/min); {} failing",
+            scenario.name,
+            args.seeds,
+            wall.as_secs_f64(),
+            failures.len()
+        );
+        for (seed, why) in &failures {
+            println!("  seed {seed}: {}", why.join("; "));
+            println!("    replay: {}", replay_command(&file, *seed));
+        }
+    }
+    Ok(if failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

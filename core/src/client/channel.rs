@@ -41,6 +41,11 @@ pub struct ChannelConfig {
     pub limits: Limits,
     /// Most unwritten bytes before new calls are refused.
     pub write_backlog_max: usize,
+    /// A [`Pool`](super::Pool) waits this long after a failed connect before the
+    /// next attempt, doubling per failure; calls in between fail at once.
+    pub reconnect_backoff_initial: Duration,
+    /// The cap on that wait.
+    pub reconnect_backoff_max: Duration,
 }
 
 impl Default for ChannelConfig {
@@ -54,6 +59,8 @@ impl Default for ChannelConfig {
             max_in_flight: 10_000,
             limits: Limits::default(),
             write_backlog_max: 32 * 1024 * 1024,
+            reconnect_backoff_initial: Duration::from_millis(100),
+            reconnect_backoff_max: Duration::from_secs(2),
         }
     }
 }
@@ -156,6 +163,7 @@ impl Shared {
     /// when the timer should fire next.
     fn expire(&self, now: Instant) -> Option<Instant> {
         let mut expired = Vec::new();
+        let drained;
         let next = {
             let mut pending = self.pending();
             while let Some(&(deadline, id)) = pending.deadlines.first() {
@@ -170,6 +178,7 @@ impl Shared {
             }
             let next = pending.deadlines.first().map(|&(deadline, _)| deadline);
             pending.armed = next;
+            drained = pending.calls.is_empty() && self.state.load(Ordering::Acquire) == DRAINING;
             next
         };
         for (id, waiter) in expired {
@@ -178,6 +187,9 @@ impl Shared {
                 "no reply from {} before the deadline",
                 self.peer
             ))));
+        }
+        if drained {
+            self.close(Status::unavailable(format!("{} sent goaway", self.peer)).not_executed());
         }
         next
     }
@@ -323,7 +335,8 @@ impl Channel {
     /// Sends `request` now and returns the pending reply. The request is on its
     /// way before this returns, so the reply can be awaited later (net/rpc's `Go`).
     pub fn start(&self, request: OutgoingRequest) -> PendingCall {
-        let shared = Arc::clone(self.shared());
+        let owner = Arc::clone(&self.owner);
+        let shared = &owner.shared;
         let now = Instant::now();
         let deadline = match (request.timeout.map(|t| now + t), inherited_deadline()) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -335,7 +348,7 @@ impl Channel {
                     "{}: no time left before the deadline",
                     request.method
                 ));
-                return PendingCall::failed(shared, status.not_executed());
+                return PendingCall::failed(Arc::clone(&owner), status.not_executed());
             }
         }
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
@@ -367,12 +380,12 @@ impl Channel {
                     reason.message()
                 ));
                 drop(pending);
-                return PendingCall::failed(shared, status.not_executed());
+                return PendingCall::failed(Arc::clone(&owner), status.not_executed());
             }
             if shared.state.load(Ordering::Acquire) == DRAINING {
                 drop(pending);
                 let status = Status::unavailable(format!("{} sent goaway", shared.peer));
-                return PendingCall::failed(shared, status.not_executed());
+                return PendingCall::failed(Arc::clone(&owner), status.not_executed());
             }
             if pending.calls.len() >= shared.config.max_in_flight {
                 drop(pending);
@@ -380,7 +393,7 @@ impl Channel {
                     "{} calls already in flight to {}",
                     shared.config.max_in_flight, shared.peer
                 ));
-                return PendingCall::failed(shared, status.not_executed());
+                return PendingCall::failed(Arc::clone(&owner), status.not_executed());
             }
             pending.calls.insert(
                 id,
@@ -402,10 +415,10 @@ impl Channel {
         if let Err(error) = shared.queue.send(&frame) {
             shared.remove(id);
             let status = error.into_status(&shared.peer);
-            return PendingCall::failed(shared, status);
+            return PendingCall::failed(Arc::clone(&owner), status);
         }
         PendingCall {
-            shared,
+            owner,
             id,
             state: CallState::Waiting { rx },
         }
@@ -434,8 +447,9 @@ enum CallState {
 /// A call in flight. Resolves to the reply or a [`Status`]; dropping it cancels
 /// the call (the server is told, so it can stop the handler).
 pub struct PendingCall {
-    /// The connection, to cancel on drop or deadline.
-    shared: Arc<Shared>,
+    /// The connection (a handle that keeps it open while this call waits), to
+    /// cancel on drop.
+    owner: Arc<Owner>,
     /// The request id.
     id: u64,
     /// Where the call is.
@@ -449,9 +463,9 @@ impl std::fmt::Debug for PendingCall {
 }
 
 impl PendingCall {
-    fn failed(shared: Arc<Shared>, status: Status) -> PendingCall {
+    fn failed(owner: Arc<Owner>, status: Status) -> PendingCall {
         PendingCall {
-            shared,
+            owner,
             id: 0,
             state: CallState::Failed(Some(status)),
         }
@@ -497,7 +511,7 @@ impl Future for PendingCall {
                 Poll::Ready(Ok(Err(status))) => Err(status),
                 Poll::Ready(Err(_)) => Err(Status::unavailable(format!(
                     "connection to {} dropped the call",
-                    this.shared.peer
+                    this.owner.shared.peer
                 ))),
                 Poll::Pending => return Poll::Pending,
             },
@@ -510,7 +524,7 @@ impl Future for PendingCall {
 impl Drop for PendingCall {
     fn drop(&mut self) {
         if let CallState::Waiting { .. } = self.state {
-            self.shared.cancel(self.id);
+            self.owner.shared.cancel(self.id);
         }
     }
 }

@@ -7,9 +7,11 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context as TaskContext, Poll};
+use std::time::Duration;
 
 use futures_util::future::{BoxFuture, FutureExt, Shared};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use super::{Caller, Channel, ChannelConfig, OutgoingRequest, PendingCall, Reply};
 use crate::status::Status;
@@ -28,6 +30,8 @@ pub struct PoolStats {
     pub connects: u64,
     /// Connection attempts that failed.
     pub connect_failures: u64,
+    /// Calls failed at once because the endpoint was in reconnect backoff.
+    pub fast_failures: u64,
 }
 
 struct State {
@@ -35,6 +39,25 @@ struct State {
     channels: Vec<Channel>,
     /// A connection attempt in progress, shared by every call that needs it.
     connecting: Option<Connecting>,
+    /// Connect attempts failed in a row (drives the backoff).
+    failures: u32,
+    /// After a failed connect, no new attempt before this instant: calls that
+    /// find no open channel fail at once instead of each waiting out a connect
+    /// timeout (gRPC's TRANSIENT_FAILURE).
+    backoff_until: Option<Instant>,
+    /// Why the last connect failed (quoted by fail-fast errors).
+    last_error: Option<Status>,
+}
+
+/// The delay before reconnect attempt `failures + 1`: doubling from
+/// `initial`, capped at `max`. No jitter: the seeded balancers and breakers
+/// above the pool already spread load, and a pool has one endpoint.
+fn reconnect_delay(config: &ChannelConfig, failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(20);
+    config
+        .reconnect_backoff_initial
+        .saturating_mul(1 << doublings)
+        .min(config.reconnect_backoff_max)
 }
 
 struct Inner<T> {
@@ -47,6 +70,7 @@ struct Inner<T> {
     waited: AtomicU64,
     connects: AtomicU64,
     connect_failures: AtomicU64,
+    fast_failures: AtomicU64,
 }
 
 /// A pool of up to `size` channels to one endpoint.
@@ -85,11 +109,15 @@ impl<T: Transport> Pool<T> {
                 state: Mutex::new(State {
                     channels: Vec::new(),
                     connecting: None,
+                    failures: 0,
+                    backoff_until: None,
+                    last_error: None,
                 }),
                 reused: AtomicU64::new(0),
                 waited: AtomicU64::new(0),
                 connects: AtomicU64::new(0),
                 connect_failures: AtomicU64::new(0),
+                fast_failures: AtomicU64::new(0),
             }),
         }
     }
@@ -128,6 +156,7 @@ impl<T: Transport> Pool<T> {
             waited_for_connect: self.inner.waited.load(Ordering::Relaxed),
             connects: self.inner.connects.load(Ordering::Relaxed),
             connect_failures: self.inner.connect_failures.load(Ordering::Relaxed),
+            fast_failures: self.inner.fast_failures.load(Ordering::Relaxed),
         }
     }
 
@@ -152,9 +181,16 @@ impl<T: Transport> Pool<T> {
                 Ok(channel) => {
                     inner.connects.fetch_add(1, Ordering::Relaxed);
                     state.channels.push(channel.clone());
+                    state.failures = 0;
+                    state.backoff_until = None;
+                    state.last_error = None;
                 }
-                Err(_) => {
+                Err(status) => {
                     inner.connect_failures.fetch_add(1, Ordering::Relaxed);
+                    state.failures = state.failures.saturating_add(1);
+                    let delay = reconnect_delay(&inner.config, state.failures);
+                    state.backoff_until = Some(Instant::now() + delay);
+                    state.last_error = Some(status.clone());
                 }
             }
             result
@@ -175,6 +211,29 @@ impl<T: Transport> Caller for Pool<T> {
             state.channels.retain(Channel::is_usable);
             let best = state.channels.iter().min_by_key(|c| c.in_flight()).cloned();
             let room = state.channels.len() < self.inner.size;
+            // Once a connect has failed, calls that find no open channel fail at
+            // once rather than queue behind the next attempt, which runs in the
+            // background when the backoff allows.
+            if best.is_none() && state.failures > 0 {
+                let now = Instant::now();
+                let waiting = state.backoff_until.is_some_and(|t| now < t);
+                let reason = state
+                    .last_error
+                    .as_ref()
+                    .map_or("", Status::message)
+                    .to_owned();
+                let failures = state.failures;
+                drop(state);
+                if !waiting {
+                    tokio::spawn(self.connect_shared().map(|_| ()));
+                }
+                let status = Status::unavailable(format!(
+                    "{} unreachable after {failures} failed connects (last: {reason}); reconnecting in the background",
+                    self.inner.addr
+                ));
+                self.inner.fast_failures.fetch_add(1, Ordering::Relaxed);
+                return PoolCall::Failed(Some(status.not_executed()));
+            }
             (best, room)
         };
         match best {
@@ -208,6 +267,8 @@ pub enum PoolCall {
     Ready(PendingCall),
     /// Waiting for a connection, on a task of its own so it progresses unawaited.
     Connecting(JoinHandle<Result<Reply, Status>>),
+    /// Failed before sending (the endpoint is in reconnect backoff).
+    Failed(Option<Status>),
 }
 
 impl Future for PoolCall {
@@ -216,6 +277,9 @@ impl Future for PoolCall {
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
         match self.get_mut() {
             PoolCall::Ready(call) => Pin::new(call).poll(cx),
+            PoolCall::Failed(status) => Poll::Ready(Err(status
+                .take()
+                .unwrap_or_else(|| Status::internal("call polled after completion")))),
             PoolCall::Connecting(task) => Pin::new(task).poll(cx).map(|joined| {
                 joined.unwrap_or_else(|error| {
                     Err(Status::internal(format!("pool call task failed: {error}")))

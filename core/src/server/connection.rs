@@ -116,6 +116,12 @@ pub(crate) async fn serve_connection<R, W>(
         tokio::spawn(async move { run_writer(&queue, conn.writer).await })
     };
     let in_flight = Arc::new(InFlight::default());
+    // However this function ends (even by a panic), stop the handlers and let
+    // the writer flush and close, so the peer sees the connection end.
+    let _cleanup = Cleanup {
+        in_flight: Arc::clone(&in_flight),
+        queue: Arc::clone(&queue),
+    };
     let mut frames = FramedRead::new(conn.reader, FrameCodec::new(config.limits));
     let mut dispatcher = Dispatcher {
         service,
@@ -167,10 +173,24 @@ pub(crate) async fn serve_connection<R, W>(
             }
         }
     }
-    in_flight.abort_all();
-    queue.close();
+    drop(_cleanup);
     if let Ok(Err(error)) = writer.await {
         tracing::debug!(%peer, %error, "connection write failed");
+    }
+}
+
+/// Stops a connection's handlers and closes its write queue when dropped.
+struct Cleanup {
+    /// The connection's running handlers.
+    in_flight: Arc<InFlight>,
+    /// Its write queue.
+    queue: Arc<WriteQueue>,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        self.in_flight.abort_all();
+        self.queue.close();
     }
 }
 
@@ -272,7 +292,17 @@ impl Dispatcher {
         // this connection's reader: that is the intended bound.
         let ready: Result<_, Infallible> = self.service.ready().await;
         let Ok(service) = ready;
-        let call = service.call(request);
+        // Middleware runs user code synchronously in `call` (an auth check, a
+        // custom layer): a panic there is a handler panic too, not the end of
+        // the connection.
+        let call = match std::panic::catch_unwind(AssertUnwindSafe(|| service.call(request))) {
+            Ok(call) => call,
+            Err(panic) => {
+                let status =
+                    Status::internal(format!("middleware panicked: {}", panic_message(&*panic)));
+                return send_response(&self.queue, id, codec, Err(status));
+            }
+        };
         let mut handler = Box::pin(async move {
             match AssertUnwindSafe(with_deadline(deadline, call))
                 .catch_unwind()

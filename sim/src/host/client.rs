@@ -1,0 +1,288 @@
+//! A simulated client: drives the scenario's workload through the unchanged
+//! squall client and records every call's start, attempts and end.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rand::Rng as _;
+use serde_bytes::ByteBuf;
+use squall::client::{Caller, OutgoingRequest, Pool, PoolCall};
+use squall::{CallOptions, ChannelConfig, Client, Status};
+
+use super::{CALL_KEY, CLIENT_KEY};
+use crate::net::{SimTransport, SERVER_PORT};
+use crate::recorder::{now, Recorder};
+use crate::scenario::{ClientGroup, Load};
+use crate::trace::EventKind;
+
+/// A call that started and has not ended.
+#[derive(Clone, Debug)]
+struct InFlight {
+    /// When it started (simulated).
+    started: Duration,
+}
+
+/// A client host's state that outlives restarts: call numbering, calls in
+/// flight (resolved by the harness if the host crashes), the workload RNG.
+#[derive(Debug)]
+pub struct ClientState {
+    /// The host name.
+    pub name: String,
+    /// The group's configuration.
+    pub group: ClientGroup,
+    /// The next call number.
+    next_call: AtomicU64,
+    /// Calls started and not yet ended.
+    in_flight: Mutex<BTreeMap<u64, InFlight>>,
+    /// The endpoint of each in-flight call's latest attempt.
+    last_endpoint: Mutex<BTreeMap<u64, String>>,
+    /// Arrivals and method choices.
+    rng: Mutex<squall::rng::Rng>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl ClientState {
+    /// State for host `name` of `group`.
+    pub fn new(name: &str, group: ClientGroup, rng: squall::rng::Rng) -> ClientState {
+        ClientState {
+            name: name.to_owned(),
+            group,
+            next_call: AtomicU64::new(0),
+            in_flight: Mutex::new(BTreeMap::new()),
+            last_endpoint: Mutex::new(BTreeMap::new()),
+            rng: Mutex::new(rng),
+        }
+    }
+
+    /// Ends every in-flight call with `outcome` (the host crashed: the caller is
+    /// gone, so the call's fate is "its caller died"). Returns how many.
+    pub fn abandon_in_flight(&self, recorder: &Recorder, at: Duration, outcome: &str) -> usize {
+        let calls = std::mem::take(&mut *lock(&self.in_flight));
+        let mut endpoints = lock(&self.last_endpoint);
+        for (call, in_flight) in &calls {
+            recorder.record_at(
+                at,
+                &self.name,
+                EventKind::CallEnd {
+                    call: *call,
+                    endpoint: endpoints.remove(call),
+                    outcome: outcome.to_owned(),
+                    latency: at.saturating_sub(in_flight.started),
+                    may_have_executed: true,
+                },
+            );
+        }
+        calls.len()
+    }
+
+    fn pick_method(&self) -> String {
+        let mix = &self.group.workload.mix;
+        let total: u64 = mix.iter().map(|m| u64::from(m.weight)).sum();
+        let mut ticket = lock(&self.rng).gen_range(0..total.max(1));
+        for entry in mix {
+            if ticket < u64::from(entry.weight) {
+                return entry.method.clone();
+            }
+            ticket -= u64::from(entry.weight);
+        }
+        mix.last().map(|m| m.method.clone()).unwrap_or_default()
+    }
+
+    fn next_gap(&self, rate_per_second: f64) -> Duration {
+        // Exponential inter-arrival times: a Poisson process at the given rate.
+        let u: f64 = lock(&self.rng).gen_range(f64::MIN_POSITIVE..1.0);
+        Duration::from_secs_f64(-u.ln() / rate_per_second)
+    }
+}
+
+/// Static endpoints, round robin: the caller used until discovery is configured.
+#[derive(Clone, Debug)]
+struct StaticCaller {
+    /// One pool per target host.
+    endpoints: Arc<Vec<(String, Pool<SimTransport>)>>,
+    /// The round-robin cursor.
+    next: Arc<AtomicUsize>,
+    /// For recording attempts.
+    state: Arc<ClientState>,
+    /// The trace.
+    recorder: Recorder,
+}
+
+impl Caller for StaticCaller {
+    type Future = PoolCall;
+
+    fn call(&self, request: OutgoingRequest) -> PoolCall {
+        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.endpoints.len().max(1);
+        let (host, pool) = &self.endpoints[index];
+        let call = call_id(&request);
+        self.recorder.record(
+            &self.state.name,
+            EventKind::Attempt {
+                call,
+                attempt: 1,
+                endpoint: host.clone(),
+            },
+        );
+        lock(&self.state.last_endpoint).insert(call, host.clone());
+        pool.call(request)
+    }
+}
+
+fn call_id(request: &OutgoingRequest) -> u64 {
+    request
+        .metadata
+        .iter()
+        .find(|(k, _)| k == CALL_KEY)
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(u64::MAX)
+}
+
+/// One call, start to end, recorded.
+async fn call_once<C: Caller>(
+    client: Arc<Client<C>>,
+    state: Arc<ClientState>,
+    recorder: Recorder,
+    payload: Arc<ByteBuf>,
+) {
+    let call = state.next_call.fetch_add(1, Ordering::Relaxed);
+    let method = state.pick_method();
+    let started = now();
+    recorder.record(
+        &state.name,
+        EventKind::CallStart {
+            call,
+            method: method.clone(),
+        },
+    );
+    lock(&state.in_flight).insert(call, InFlight { started });
+    let options = CallOptions::new()
+        .metadata(CLIENT_KEY, state.name.clone())
+        .metadata(CALL_KEY, call.to_string());
+    let result: Result<ByteBuf, Status> = client.call_with(&method, &*payload, options).await;
+    if lock(&state.in_flight).remove(&call).is_none() {
+        // The harness already ended it (the host crashed mid-call).
+        return;
+    }
+    let endpoint = lock(&state.last_endpoint).remove(&call);
+    let (outcome, may_have_executed) = match &result {
+        Ok(_) => ("Ok".to_owned(), true),
+        Err(status) => (
+            status.code().as_str().to_owned(),
+            status.may_have_executed(),
+        ),
+    };
+    recorder.record(
+        &state.name,
+        EventKind::CallEnd {
+            call,
+            endpoint,
+            outcome,
+            latency: now().saturating_sub(started),
+            may_have_executed,
+        },
+    );
+}
+
+/// Sleeps until simulated time `at`.
+async fn sleep_until_sim(at: Duration) {
+    let current = now();
+    if at > current {
+        tokio::time::sleep(at - current).await;
+    }
+}
+
+async fn drive<C: Caller>(client: Client<C>, state: Arc<ClientState>, recorder: Recorder) {
+    let workload = state.group.workload.clone();
+    let client = Arc::new(client);
+    let payload = Arc::new(ByteBuf::from(vec![0x5a; workload.payload_bytes as usize]));
+    sleep_until_sim(workload.start_at).await;
+    match workload.load {
+        Load::Open { rate_per_second } => loop {
+            tokio::time::sleep(state.next_gap(rate_per_second)).await;
+            if now() >= workload.stop_at {
+                break;
+            }
+            tokio::spawn(call_once(
+                Arc::clone(&client),
+                Arc::clone(&state),
+                recorder.clone(),
+                Arc::clone(&payload),
+            ));
+        },
+        Load::Closed { concurrency } => {
+            let mut workers = tokio::task::JoinSet::new();
+            for _ in 0..concurrency {
+                let (client, state, recorder, payload) = (
+                    Arc::clone(&client),
+                    Arc::clone(&state),
+                    recorder.clone(),
+                    Arc::clone(&payload),
+                );
+                workers.spawn(async move {
+                    while now() < workload.stop_at {
+                        call_once(
+                            Arc::clone(&client),
+                            Arc::clone(&state),
+                            recorder.clone(),
+                            Arc::clone(&payload),
+                        )
+                        .await;
+                    }
+                });
+            }
+            while workers.join_next().await.is_some() {}
+        }
+    }
+    // Stay up: in-flight calls finish, and the host keeps its connections.
+    std::future::pending::<()>().await;
+}
+
+/// The host software: build the caller, drive the workload.
+pub fn software(
+    state: Arc<ClientState>,
+    recorder: Recorder,
+) -> impl Fn() -> Pin<Box<dyn Future<Output = turmoil::Result>>> {
+    move || {
+        let state = Arc::clone(&state);
+        let recorder = recorder.clone();
+        Box::pin(async move {
+            let group = &state.group;
+            let transport = SimTransport::new(&state.name, recorder.clone());
+            let channel = ChannelConfig {
+                connect_timeout: group.connection.connect_timeout,
+                keepalive_interval: group.connection.keepalive_interval,
+                keepalive_timeout: group.connection.keepalive_timeout,
+                ..ChannelConfig::default()
+            };
+            let endpoints = group
+                .targets
+                .iter()
+                .map(|host| {
+                    let addr = format!("{host}:{SERVER_PORT}");
+                    (
+                        host.clone(),
+                        Pool::new(transport.clone(), &addr, channel.clone(), 1),
+                    )
+                })
+                .collect();
+            let caller = StaticCaller {
+                endpoints: Arc::new(endpoints),
+                next: Arc::new(AtomicUsize::new(0)),
+                state: Arc::clone(&state),
+                recorder: recorder.clone(),
+            };
+            let client = Client::new(caller)
+                .with_codec(group.call.codec)
+                .with_timeout(Some(group.call.timeout));
+            drive(client, state, recorder).await;
+            Ok(())
+        })
+    }
+}

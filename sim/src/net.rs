@@ -1,0 +1,112 @@
+//! The turmoil implementation of squall's [`Transport`]: the unchanged core runs
+//! over the simulated network. Connection attempts are recorded in the trace.
+
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+
+use squall::transport::{Connection, Listener, Transport};
+use turmoil::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+
+use crate::recorder::Recorder;
+use crate::trace::EventKind;
+
+/// The port every simulated server listens on.
+pub const SERVER_PORT: u16 = 7000;
+
+/// turmoil's network, seen from one host.
+#[derive(Clone, Debug)]
+pub struct SimTransport {
+    /// The host this transport belongs to (for trace events).
+    host: String,
+    /// Where connection events go.
+    recorder: Recorder,
+}
+
+impl SimTransport {
+    /// The transport of `host`.
+    pub fn new(host: &str, recorder: Recorder) -> SimTransport {
+        SimTransport {
+            host: host.to_owned(),
+            recorder,
+        }
+    }
+}
+
+/// The host part of `addr` (`server-1` of `server-1:7000`), for trace events.
+fn host_of(addr: &str) -> &str {
+    addr.rsplit_once(':').map_or(addr, |(host, _)| host)
+}
+
+/// A bound simulated listener.
+pub struct SimListener {
+    /// turmoil's listener.
+    inner: turmoil::net::TcpListener,
+}
+
+impl std::fmt::Debug for SimListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimListener").finish_non_exhaustive()
+    }
+}
+
+impl Transport for SimTransport {
+    type Reader = OwnedReadHalf;
+    type Writer = OwnedWriteHalf;
+    type Listener = SimListener;
+
+    async fn connect(&self, addr: &str) -> io::Result<Connection<OwnedReadHalf, OwnedWriteHalf>> {
+        let peer = host_of(addr).to_owned();
+        match turmoil::net::TcpStream::connect(addr).await {
+            Ok(stream) => {
+                self.recorder
+                    .record(&self.host, EventKind::Connected { peer });
+                let peer_addr = stream.peer_addr()?;
+                let (reader, writer) = stream.into_split();
+                Ok(Connection {
+                    reader,
+                    writer,
+                    peer: peer_addr,
+                })
+            }
+            Err(error) => {
+                self.recorder.record(
+                    &self.host,
+                    EventKind::ConnectFailed {
+                        peer,
+                        reason: error.to_string(),
+                    },
+                );
+                Err(error)
+            }
+        }
+    }
+
+    async fn bind(&self, addr: &str) -> io::Result<SimListener> {
+        let inner = turmoil::net::TcpListener::bind(addr).await?;
+        Ok(SimListener { inner })
+    }
+}
+
+impl Listener for SimListener {
+    type Reader = OwnedReadHalf;
+    type Writer = OwnedWriteHalf;
+
+    async fn accept(&mut self) -> io::Result<Connection<OwnedReadHalf, OwnedWriteHalf>> {
+        let (stream, peer) = self.inner.accept().await?;
+        let (reader, writer) = stream.into_split();
+        Ok(Connection {
+            reader,
+            writer,
+            peer,
+        })
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+}
+
+/// The address a simulated server binds.
+pub fn bind_addr() -> String {
+    SocketAddr::from((Ipv4Addr::UNSPECIFIED, SERVER_PORT)).to_string()
+}

@@ -1,0 +1,65 @@
+//! Where hosts write trace events. One per run, shared by every host (all hosts
+//! of a simulated run execute on one thread, so the order of appends is the
+//! deterministic execution order).
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use crate::trace::{Event, EventKind, Trace};
+
+/// A shared, append-only event log.
+#[derive(Clone, Debug, Default)]
+pub struct Recorder {
+    /// The events so far.
+    events: Arc<Mutex<Vec<Event>>>,
+}
+
+impl Recorder {
+    /// An empty log.
+    pub fn new() -> Recorder {
+        Recorder::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Vec<Event>> {
+        self.events.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records `kind` on `host` at the current simulated time. Inside a host
+    /// that is the host's virtual clock; outside (the harness between steps),
+    /// callers use [`Recorder::record_at`].
+    pub fn record(&self, host: &str, kind: EventKind) {
+        let at = now();
+        self.record_at(at, host, kind);
+    }
+
+    /// Records `kind` on `host` at `at`.
+    pub fn record_at(&self, at: Duration, host: &str, kind: EventKind) {
+        self.lock().push(Event {
+            at,
+            host: host.to_owned(),
+            kind,
+        });
+    }
+
+    /// Events recorded so far.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether nothing was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+
+    /// The trace so far.
+    pub fn snapshot(&self) -> Trace {
+        Trace {
+            events: self.lock().clone(),
+        }
+    }
+}
+
+/// Simulated time since the start of the run, as seen by the running host.
+pub fn now() -> Duration {
+    turmoil::sim_elapsed().unwrap_or_default()
+}
