@@ -183,3 +183,51 @@ async fn shutdown_with_no_calls_in_flight_returns_and_later_calls_are_refused_no
         "the refused call never ran"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "bug: Pool::call prunes a draining channel, dropping its last handle closes it, so calls in flight fail Cancelled + not executed and the server aborts them"]
+async fn graceful_shutdown_finishes_calls_in_flight_through_a_pool() {
+    // Proves the shutdown contract holds through a `Pool`, not only a `Channel`:
+    // calls running when shutdown begins still complete Ok even if the pool is
+    // used again after the goaway (a new call, which must be refused as not
+    // executed), and no handler is abandoned.
+    let counters = Arc::new(Counters::default());
+    let mut server =
+        TestServer::start_router(work_router(Arc::clone(&counters)), ServerConfig::default()).await;
+    let pool = squall::Pool::new(Tcp, &server.addr, ChannelConfig::default(), 1);
+    guard("warming the pool", pool.warm_up())
+        .await
+        .expect("warm-up connects");
+    let client = Client::new(pool.clone()).with_timeout(None);
+
+    // n = 1..=10: every handler takes 50..=200 ms.
+    let in_flight: Vec<_> = (1..=10u64)
+        .map(|n| (n, client.go::<_, u64>("Work.Do", &n)))
+        .collect();
+    wait_until("10 handlers running", || {
+        counters.started.load(Ordering::SeqCst) == 10
+    })
+    .await;
+    server.trigger_shutdown();
+    wait_until("the pool seeing the goaway", || pool.open_channels() == 0).await;
+
+    let late = guard(
+        "a call after the goaway",
+        client.call::<_, u64>("Work.Do", &11u64),
+    )
+    .await
+    .expect_err("the server is shutting down");
+    assert_eq!(late.code(), Code::Unavailable, "{late}");
+    assert!(!late.may_have_executed(), "{late}");
+
+    for (n, call) in in_flight {
+        let reply = guard("a call in flight at shutdown", call).await;
+        assert_eq!(reply, Ok(n), "call {n} was running when shutdown began");
+    }
+    server.join().await;
+    assert_eq!(
+        counters.completed.load(Ordering::SeqCst),
+        10,
+        "no handler was abandoned"
+    );
+}
