@@ -165,10 +165,7 @@ impl<T: Transport> Inner<T> {
         let seed = config.seed;
         let balancer =
             balance::build_with(config.balancer, &config.balance, seed.stream("balancer"));
-        let budget = config
-            .budget
-            .clone()
-            .map(|budget| RetryBudget::new(budget, now));
+        let budget = config.budget.map(|budget| RetryBudget::new(budget, now));
         let hedge_budget = config.hedge.map(|hedge| hedge.budget(now));
         Inner {
             service,
