@@ -10,6 +10,8 @@
 //! - [`context`]: the per-call [`Context`] and deadline propagation.
 //! - [`registry`]: service discovery — the [`Registry`] trait, [`MemoryRegistry`],
 //!   and the server/client helpers [`Registrar`] and [`Resolver`].
+//! - [`discovery`]: [`ServiceClient`], the discovery-aware client: calls a
+//!   service by name across its instances (balancing, breakers, retries, hedging).
 //! - [`balance`]: the [`Balancer`] trait and six load balancers ([`BalancerKind`]).
 //! - [`resilience`]: pure policy state machines — [`CircuitBreaker`], [`Backoff`],
 //!   [`RetryBudget`], [`RetryPolicy`], [`FailMode`], [`HedgePolicy`].
@@ -24,6 +26,7 @@ pub mod balance;
 pub mod client;
 mod conn;
 pub mod context;
+pub mod discovery;
 pub mod protocol;
 pub mod registry;
 pub mod resilience;
@@ -35,9 +38,11 @@ pub mod transport;
 pub use balance::{Balancer, BalancerKind, Endpoint, Pick};
 pub use client::{CallOptions, Caller, Channel, ChannelConfig, Client, Pool};
 pub use context::Context;
+pub use discovery::{DiscoveryEvent, ServiceClient, ServiceClientConfig};
 pub use protocol::Codec;
 pub use registry::{
-    Instance, LeaseId, MemoryRegistry, Registrar, Registry, RegistryEvent, Resolver, Snapshot,
+    Instance, LeaseId, MemoryRegistry, Registrar, Registry, RegistryEvent, RemoteRegistry,
+    Resolver, Snapshot,
 };
 pub use resilience::{
     Backoff, BreakerConfig, BreakerState, BudgetConfig, CircuitBreaker, FailMode, HedgePolicy,

@@ -11,6 +11,8 @@
 //! - [`Resolver`]: a client's helper that follows one service and keeps the last
 //!   known instance list while the registry is unreachable.
 //! - [`proto`]: serde request/reply types for serving a registry over squall.
+//! - [`service`]: the registry served by squall ([`service::router`]) and its
+//!   client, [`RemoteRegistry`].
 //!
 //! What the registry guarantees, and what it does not, is in `docs/REGISTRY.md`.
 
@@ -19,6 +21,7 @@ mod memory;
 pub mod proto;
 mod registrar;
 mod resolver;
+pub mod service;
 mod types;
 
 #[cfg(test)]
@@ -34,6 +37,7 @@ pub use backoff::Backoff;
 pub use memory::{MemoryRegistry, MemoryRegistryBuilder, RegistryLimits, RegistryObserver};
 pub use registrar::{Registrar, RegistrarConfig, RegistrarEvent, RegistrarObserver};
 pub use resolver::{Resolver, ResolverConfig, ResolverEvent, ResolverObserver, ResolverState};
+pub use service::{RemoteRegistry, RemoteRegistryConfig};
 pub use types::{Instance, LeaseId, RegistryEvent, Snapshot};
 
 /// A service registry, shaped like etcd's lease and watch APIs so an etcd
