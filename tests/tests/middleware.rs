@@ -211,7 +211,6 @@ async fn load_shed_rejects_calls_over_the_concurrency_bound_unexecuted() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: a panic in middleware's synchronous `call` (here a custom auth check) kills the server connection task instead of becoming Internal; the client hangs"]
 async fn a_panicking_auth_check_is_internal_and_the_connection_keeps_serving() {
     // Proves panic containment covers middleware, not only handlers (the
     // middleware module promises "a panic always becomes an Internal reply and
