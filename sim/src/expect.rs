@@ -100,7 +100,7 @@ impl<'t> Index<'t> {
         for event in &trace.events {
             let host = event.host.as_str();
             match &event.kind {
-                EventKind::CallStart { call, method } => {
+                EventKind::CallStart { call, method, .. } => {
                     let entry = index.calls.entry((host, *call)).or_default();
                     entry.starts += 1;
                     entry.method.get_or_insert(method.as_str());

@@ -27,6 +27,8 @@ pub enum EventKind {
         call: u64,
         /// `Service.Method`.
         method: String,
+        /// The call's hash key, when the workload sets one (consistent hashing).
+        key: Option<String>,
     },
     /// One attempt of a call was sent to an endpoint (a call has ≥ 1 attempts).
     Attempt {
@@ -58,6 +60,27 @@ pub enum EventKind {
         call: u64,
         /// `Service.Method`.
         method: String,
+    },
+    /// A server handler ended: it finished (`ok` / `error`) or was dropped
+    /// before finishing (`cancelled`: the caller gave up or the deadline passed).
+    HandlerDone {
+        /// The calling host.
+        client: String,
+        /// The client's call number.
+        call: u64,
+        /// `Service.Method`.
+        method: String,
+        /// `ok`, `error` or `cancelled`.
+        outcome: String,
+    },
+    /// A client decided whether to retry a failed attempt.
+    Retry {
+        /// The call.
+        call: u64,
+        /// The attempt that failed.
+        attempt: u32,
+        /// `retry`, `budget_exhausted` or `stop:<reason>`.
+        decision: String,
     },
     /// A client opened a connection.
     Connected {
@@ -111,7 +134,16 @@ fn micros(d: Duration) -> u128 {
 impl fmt::Display for EventKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            EventKind::CallStart { call, method } => write!(f, "call.start call={call} method={method}"),
+            EventKind::CallStart { call, method, key: None } => write!(f, "call.start call={call} method={method}"),
+            EventKind::CallStart { call, method, key: Some(key) } => {
+                write!(f, "call.start call={call} method={method} key={key}")
+            }
+            EventKind::HandlerDone { client, call, method, outcome } => {
+                write!(f, "server.done client={client} call={call} method={method} outcome={outcome}")
+            }
+            EventKind::Retry { call, attempt, decision } => {
+                write!(f, "call.retry call={call} attempt={attempt} decision={decision}")
+            }
             EventKind::Attempt { call, attempt, endpoint } => {
                 write!(f, "call.attempt call={call} attempt={attempt} endpoint={endpoint}")
             }
@@ -149,6 +181,8 @@ impl EventKind {
             EventKind::Attempt { .. } => "call.attempt",
             EventKind::CallEnd { .. } => "call.end",
             EventKind::Executed { .. } => "server.executed",
+            EventKind::HandlerDone { .. } => "server.done",
+            EventKind::Retry { .. } => "call.retry",
             EventKind::Connected { .. } => "conn.open",
             EventKind::ConnectFailed { .. } => "conn.failed",
             EventKind::Fault { .. } => "fault",

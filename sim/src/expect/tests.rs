@@ -67,6 +67,7 @@ impl TraceBuilder {
             EventKind::CallStart {
                 call,
                 method: method.into(),
+                key: None,
             },
         )
     }

@@ -159,6 +159,7 @@ async fn call_once<C: Caller>(
         EventKind::CallStart {
             call,
             method: method.clone(),
+            key: None,
         },
     );
     lock(&state.in_flight).insert(call, InFlight { started });
