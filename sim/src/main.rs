@@ -18,6 +18,18 @@ use clap::{Args, Parser, Subcommand};
 use sim::scenario::format_duration;
 use sim::{run, RunOutcome, Scenario};
 
+/// `println!` that ends the program quietly when stdout is closed (`sim replay | head`)
+/// instead of panicking on the broken pipe.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let mut stdout = std::io::stdout().lock();
+        if writeln!(stdout, $($arg)*).is_err() {
+            std::process::exit(0);
+        }
+    }};
+}
+
 #[derive(Parser, Debug)]
 #[command(
     name = "sim",
@@ -184,14 +196,14 @@ fn cmd_run(args: RunArgs) -> Result<ExitCode, String> {
                 failed += 1;
             }
             if args.json {
-                println!("{}", run_json(&file, &outcome, wall));
+                out!("{}", run_json(&file, &outcome, wall));
             } else {
                 print_verdicts(&file, &outcome, wall);
             }
         }
     }
     if !args.json {
-        println!("{} passed, {} failed", runs - failed, failed);
+        out!("{} passed, {} failed", runs - failed, failed);
     }
     Ok(if failed == 0 {
         ExitCode::SUCCESS
@@ -208,7 +220,7 @@ fn print_verdicts(file: &str, outcome: &RunOutcome, wall: Duration) {
         .iter()
         .filter(|e| e.kind.name() == "call.end")
         .count();
-    println!(
+    out!(
         "{mark} {} seed={} trace={} ({} events, {} calls, {} simulated in {:.2}s wall, {:.0}x)",
         outcome.scenario,
         outcome.seed,
@@ -237,13 +249,15 @@ fn print_verdicts(file: &str, outcome: &RunOutcome, wall: Duration) {
             .line
             .map(|l| format!("{file}:{l}"))
             .unwrap_or_default();
-        println!(
+        out!(
             "  {mark} {:<name_width$}  wanted {:<wanted_width$}  observed {}  {line}",
-            verdict.name, verdict.wanted, verdict.observed
+            verdict.name,
+            verdict.wanted,
+            verdict.observed
         );
     }
     if !outcome.passed() {
-        println!("  replay: {}", replay_command(file, outcome.seed));
+        out!("  replay: {}", replay_command(file, outcome.seed));
     }
 }
 
@@ -291,21 +305,21 @@ fn cmd_replay(args: ReplayArgs) -> Result<ExitCode, String> {
                     "at_us": event.at.as_micros() as u64, "host": event.host,
                     "kind": name, "event": event.kind.to_string(),
                 });
-                println!("{json}");
+                out!("{json}");
             } else {
-                println!("{event}");
+                out!("{event}");
             }
         }
     }
     let mark = if outcome.passed() { "PASS" } else { "FAIL" };
-    println!(
+    out!(
         "{mark} {} seed={} trace={}",
         outcome.scenario,
         seed,
         outcome.hash()
     );
     for verdict in outcome.verdicts.iter().filter(|v| !v.pass) {
-        println!("  {verdict}");
+        out!("  {verdict}");
     }
     Ok(if outcome.passed() {
         ExitCode::SUCCESS
@@ -318,7 +332,7 @@ fn cmd_check(files: Vec<PathBuf>) -> Result<ExitCode, String> {
     let mut bad = 0;
     for path in &files {
         match Scenario::from_file(path) {
-            Ok(scenario) => println!(
+            Ok(scenario) => out!(
                 "ok   {}: {} ({} servers, {} clients, {} faults, {} expectations)",
                 path.display(),
                 scenario.name,
@@ -329,7 +343,7 @@ fn cmd_check(files: Vec<PathBuf>) -> Result<ExitCode, String> {
             ),
             Err(error) => {
                 bad += 1;
-                println!("{error:#}");
+                out!("{error:#}");
             }
         }
     }
@@ -406,9 +420,9 @@ fn cmd_explore(args: ExploreArgs) -> Result<ExitCode, String> {
                 "seed": seed, "failed": why, "replay": replay_command(&file, *seed)
             })).collect::<Vec<_>>(),
         });
-        println!("{json}");
+        out!("{json}");
     } else {
-        println!(
+        out!(
             "{}: {} seeds on {threads} threads in {:.1}s ({per_minute:.0} seeds/min); {} failing",
             scenario.name,
             args.seeds,
@@ -416,8 +430,8 @@ fn cmd_explore(args: ExploreArgs) -> Result<ExitCode, String> {
             failures.len()
         );
         for (seed, why) in &failures {
-            println!("  seed {seed}: {}", why.join("; "));
-            println!("    replay: {}", replay_command(&file, *seed));
+            out!("  seed {seed}: {}", why.join("; "));
+            out!("    replay: {}", replay_command(&file, *seed));
         }
     }
     Ok(if failures.is_empty() {

@@ -112,7 +112,10 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<RunOutcome, RunError> {
     for (group, host) in scenario.client_hosts() {
         let rng = seeds.stream(&format!("{host}/workload"));
         let state = Arc::new(ClientState::new(host, group.clone(), rng));
-        sim.host(host, client::software(Arc::clone(&state), recorder.clone()));
+        sim.host(
+            host,
+            client::software(Arc::clone(&state), recorder.clone(), seeds.child(host)),
+        );
         clients.push(state);
     }
     recorder.record_at(

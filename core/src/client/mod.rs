@@ -15,7 +15,7 @@ use bytes::Bytes;
 use serde::{de::DeserializeOwned, Serialize};
 
 pub use channel::{Channel, ChannelConfig, PendingCall};
-pub use pool::{Pool, PoolCall, PoolStats};
+pub use pool::{Pool, PoolCall, PoolHealth, PoolStats};
 
 use crate::protocol::Codec;
 use crate::status::Status;

@@ -47,6 +47,21 @@ struct State {
     backoff_until: Option<Instant>,
     /// Why the last connect failed (quoted by fail-fast errors).
     last_error: Option<Status>,
+    /// Whether a channel was ever open: a pool that lost its connection is
+    /// degraded until it reconnects; a pool never used is merely idle.
+    ever_connected: bool,
+}
+
+/// What a pool can do for a call right now (gRPC's subchannel states, simplified).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PoolHealth {
+    /// A channel is open.
+    Ready,
+    /// Never connected: the first call will connect (and wait for it).
+    Idle,
+    /// It had a connection and lost it, or connects have failed: reconnecting
+    /// in the background. A balancer should prefer other endpoints.
+    Degraded,
 }
 
 /// The delay before reconnect attempt `failures + 1`: doubling from
@@ -112,6 +127,7 @@ impl<T: Transport> Pool<T> {
                     failures: 0,
                     backoff_until: None,
                     last_error: None,
+                    ever_connected: false,
                 }),
                 reused: AtomicU64::new(0),
                 waited: AtomicU64::new(0),
@@ -160,6 +176,27 @@ impl<T: Transport> Pool<T> {
         }
     }
 
+    /// Whether a call would find an open channel. A degraded pool with no
+    /// connect in progress starts one in the background when its backoff allows,
+    /// so an endpoint that balancers avoid still recovers by itself.
+    pub fn health(&self) -> PoolHealth {
+        let mut state = self.lock();
+        state.channels.retain(Channel::is_usable);
+        if !state.channels.is_empty() {
+            return PoolHealth::Ready;
+        }
+        if !state.ever_connected && state.failures == 0 {
+            return PoolHealth::Idle;
+        }
+        let backing_off = state.backoff_until.is_some_and(|t| Instant::now() < t);
+        let start = state.connecting.is_none() && !backing_off;
+        drop(state);
+        if start {
+            tokio::spawn(self.connect_shared().map(|_| ()));
+        }
+        PoolHealth::Degraded
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -181,6 +218,7 @@ impl<T: Transport> Pool<T> {
                 Ok(channel) => {
                     inner.connects.fetch_add(1, Ordering::Relaxed);
                     state.channels.push(channel.clone());
+                    state.ever_connected = true;
                     state.failures = 0;
                     state.backoff_until = None;
                     state.last_error = None;

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use super::{DiscoveryEvent, ServiceClientConfig};
 use crate::balance::{self, Balancer, Endpoint, Pick};
-use crate::client::{Caller, OutgoingRequest, Pool, PoolCall, Reply};
+use crate::client::{Caller, OutgoingRequest, Pool, PoolCall, PoolHealth, Reply};
 use crate::resilience::{
     BreakerOutcome, CircuitBreaker, FailMode, LatencyWindow, Permit, RetryBudget, RetryDecision,
 };
@@ -532,6 +532,11 @@ impl<T: Transport> Inner<T> {
 
 /// The balancer's pick among endpoints whose breaker admits a call and that are
 /// not in `avoid`.
+/// Picks an endpoint whose breaker admits calls, preferring those whose pool is
+/// not degraded (lost its connection, reconnecting): like gRPC's round_robin,
+/// which only picks READY subchannels. If every admissible endpoint is
+/// degraded, one of them is picked anyway (its pool fails fast or waits for
+/// its reconnect), so a call is never refused while something might answer.
 fn pick<T: Transport>(
     state: &mut State<T>,
     info: &CallInfo,
@@ -544,7 +549,7 @@ fn pick<T: Transport>(
         balancer,
         ..
     } = state;
-    let available = |index: usize| {
+    let admissible = |index: usize, healthy_only: bool| {
         let Some(endpoint) = endpoints.get(index) else {
             return false;
         };
@@ -552,16 +557,32 @@ fn pick<T: Transport>(
             return false;
         }
         members.get(&endpoint.addr).is_some_and(|member| {
-            member
+            let breaker_ok = member
                 .breaker
                 .as_ref()
-                .is_none_or(|breaker| breaker.is_available(now))
+                .is_none_or(|breaker| breaker.is_available(now));
+            let pool_ok = !healthy_only
+                || member
+                    .pool
+                    .as_ref()
+                    .is_none_or(|pool| pool.health() != PoolHealth::Degraded);
+            breaker_ok && pool_ok
         })
     };
+    let healthy = |index: usize| admissible(index, true);
+    let picked = balancer.pick(&Pick {
+        key: info.key.as_deref(),
+        now,
+        available: &healthy,
+    });
+    if picked.is_some() {
+        return picked;
+    }
+    let any = |index: usize| admissible(index, false);
     balancer.pick(&Pick {
         key: info.key.as_deref(),
         now,
-        available: &available,
+        available: &any,
     })
 }
 

@@ -4,14 +4,18 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use rand::Rng as _;
 use serde_bytes::ByteBuf;
-use squall::client::{Caller, OutgoingRequest, Pool, PoolCall};
-use squall::{CallOptions, ChannelConfig, Client, Status};
+use squall::client::Caller;
+use squall::discovery::{DiscoveryEvent, DiscoveryObserver};
+use squall::{
+    BalancerKind, CallOptions, ChannelConfig, Client, Endpoint, FailMode, RetryPolicy, SeedSource,
+    ServiceClient, ServiceClientConfig, Status,
+};
 
 use super::{CALL_KEY, CLIENT_KEY};
 use crate::net::{SimTransport, SERVER_PORT};
@@ -102,46 +106,74 @@ impl ClientState {
     }
 }
 
-/// Static endpoints, round robin: the caller used until discovery is configured.
-#[derive(Clone, Debug)]
-struct StaticCaller {
-    /// One pool per target host.
-    endpoints: Arc<Vec<(String, Pool<SimTransport>)>>,
-    /// The round-robin cursor.
-    next: Arc<AtomicUsize>,
-    /// For recording attempts.
-    state: Arc<ClientState>,
-    /// The trace.
-    recorder: Recorder,
+/// The host part of an endpoint address (`server-1` of `server-1:7000`).
+fn host_of(addr: &str) -> String {
+    addr.rsplit_once(':')
+        .map_or(addr, |(host, _)| host)
+        .to_owned()
 }
 
-impl Caller for StaticCaller {
-    type Future = PoolCall;
-
-    fn call(&self, request: OutgoingRequest) -> PoolCall {
-        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.endpoints.len().max(1);
-        let (host, pool) = &self.endpoints[index];
-        let call = call_id(&request);
-        self.recorder.record(
-            &self.state.name,
-            EventKind::Attempt {
-                call,
-                attempt: 1,
-                endpoint: host.clone(),
+/// Maps the discovery client's events into the trace.
+fn observer(state: Arc<ClientState>, recorder: Recorder) -> DiscoveryObserver {
+    Arc::new(move |event: &DiscoveryEvent| {
+        let kind = match event {
+            DiscoveryEvent::EndpointsChanged { endpoints } => EventKind::Endpoints {
+                endpoints: endpoints.iter().map(|e| host_of(e)).collect(),
             },
-        );
-        lock(&self.state.last_endpoint).insert(call, host.clone());
-        pool.call(request)
-    }
+            DiscoveryEvent::Attempt {
+                call,
+                attempt,
+                endpoint,
+                ..
+            } => {
+                let endpoint = host_of(endpoint);
+                lock(&state.last_endpoint).insert(*call, endpoint.clone());
+                EventKind::Attempt {
+                    call: *call,
+                    attempt: *attempt,
+                    endpoint,
+                }
+            }
+            DiscoveryEvent::RetryDecision {
+                call,
+                attempt,
+                decision,
+            } => EventKind::Retry {
+                call: *call,
+                attempt: *attempt,
+                decision: decision.clone(),
+            },
+            DiscoveryEvent::BreakerTransition {
+                endpoint, from, to, ..
+            } => EventKind::Breaker {
+                endpoint: host_of(endpoint),
+                from: from.as_str().to_owned(),
+                to: to.as_str().to_owned(),
+            },
+            DiscoveryEvent::RegistryStale { .. } => EventKind::Registry {
+                action: "stale".to_owned(),
+                instance: "-".to_owned(),
+            },
+            DiscoveryEvent::RegistryRecovered => EventKind::Registry {
+                action: "recovered".to_owned(),
+                instance: "-".to_owned(),
+            },
+            DiscoveryEvent::AttemptFinished { .. } | DiscoveryEvent::CallFinished { .. } => return,
+        };
+        recorder.record(&state.name, kind);
+    })
 }
 
-fn call_id(request: &OutgoingRequest) -> u64 {
-    request
-        .metadata
-        .iter()
-        .find(|(k, _)| k == CALL_KEY)
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(u64::MAX)
+/// The outcome recorded when a reply is not the echo of the call's own payload.
+pub const MISDELIVERED: &str = "MisdeliveredReply";
+
+/// `len` bytes (at least the identity) that name `host`'s call `call`.
+fn call_payload(host: &str, call: u64, len: usize) -> ByteBuf {
+    let mut bytes = format!("{host}/{call}/").into_bytes();
+    if bytes.len() < len {
+        bytes.resize(len, b'.');
+    }
+    ByteBuf::from(bytes)
 }
 
 /// One call, start to end, recorded.
@@ -166,13 +198,17 @@ async fn call_once<C: Caller>(
     let options = CallOptions::new()
         .metadata(CLIENT_KEY, state.name.clone())
         .metadata(CALL_KEY, call.to_string());
-    let result: Result<ByteBuf, Status> = client.call_with(&method, &*payload, options).await;
+    // The payload names its call, so a reply delivered to the wrong caller is
+    // caught: servers echo it back.
+    let body = call_payload(&state.name, call, payload.len());
+    let result: Result<ByteBuf, Status> = client.call_with(&method, &body, options).await;
     if lock(&state.in_flight).remove(&call).is_none() {
         // The harness already ended it (the host crashed mid-call).
         return;
     }
     let endpoint = lock(&state.last_endpoint).remove(&call);
     let (outcome, may_have_executed) = match &result {
+        Ok(reply) if reply != &body => (MISDELIVERED.to_owned(), true),
         Ok(_) => ("Ok".to_owned(), true),
         Err(status) => (
             status.code().as_str().to_owned(),
@@ -249,6 +285,7 @@ async fn drive<C: Caller>(client: Client<C>, state: Arc<ClientState>, recorder: 
 pub fn software(
     state: Arc<ClientState>,
     recorder: Recorder,
+    seeds: SeedSource,
 ) -> impl Fn() -> Pin<Box<dyn Future<Output = turmoil::Result>>> {
     move || {
         let state = Arc::clone(&state);
@@ -265,20 +302,26 @@ pub fn software(
             let endpoints = group
                 .targets
                 .iter()
-                .map(|host| {
-                    let addr = format!("{host}:{SERVER_PORT}");
-                    (
-                        host.clone(),
-                        Pool::new(transport.clone(), &addr, channel.clone(), 1),
-                    )
-                })
+                .map(|host| Endpoint::new(format!("{host}:{SERVER_PORT}"), 1))
                 .collect();
-            let caller = StaticCaller {
-                endpoints: Arc::new(endpoints),
-                next: Arc::new(AtomicUsize::new(0)),
-                state: Arc::clone(&state),
-                recorder: recorder.clone(),
+            let config = ServiceClientConfig {
+                balancer: BalancerKind::RoundRobin,
+                pool_size: 1,
+                channel,
+                breaker: None,
+                retry: RetryPolicy {
+                    max_attempts: 1,
+                    ..RetryPolicy::default()
+                },
+                fail_mode: FailMode::FailFast,
+                budget: None,
+                hedge: None,
+                call_id_key: CALL_KEY.to_owned(),
+                seed: seeds.child(&state.name),
+                observer: Some(observer(Arc::clone(&state), recorder.clone())),
+                ..ServiceClientConfig::default()
             };
+            let caller = ServiceClient::new(transport, "static", endpoints, config);
             let client = Client::new(caller)
                 .with_codec(group.call.codec)
                 .with_timeout(Some(group.call.timeout));

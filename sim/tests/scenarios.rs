@@ -1,0 +1,101 @@
+//! Every scenario in `scenarios/` at every pinned seed, run twice in this process
+//! and once in a separate `sim` process: the verdict must pass and all three
+//! trace hashes must be identical. On a mismatch the first diverging trace line
+//! is printed — determinism is the product, so a difference is a bug.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use sim::{run, Scenario};
+
+fn scenario_path(file: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../scenarios")
+        .join(file)
+}
+
+/// Runs `file` at each pinned seed twice in-process and checks verdicts and hashes.
+fn check_in_process(file: &str) -> Vec<(u64, String)> {
+    let path = scenario_path(file);
+    let scenario = Scenario::from_file(&path).unwrap_or_else(|e| panic!("{e:#}"));
+    let mut hashes = Vec::new();
+    for &seed in &scenario.seeds {
+        let first = run(&scenario, seed).unwrap_or_else(|e| panic!("{e}"));
+        let second = run(&scenario, seed).unwrap_or_else(|e| panic!("{e}"));
+        if let Some((line, a, b)) = first.trace.first_difference(&second.trace) {
+            panic!("{file} seed {seed}: two runs diverged at trace line {line}:\n  first:  {a}\n  second: {b}");
+        }
+        let failed: Vec<String> = first
+            .verdicts
+            .iter()
+            .filter(|v| !v.pass)
+            .map(|v| v.to_string())
+            .collect();
+        assert!(
+            failed.is_empty(),
+            "{file} seed {seed} failed:\n  {}\n  replay: cargo run -p sim -- replay scenarios/{file} --seed {seed}",
+            failed.join("\n  ")
+        );
+        hashes.push((seed, first.hash()));
+    }
+    hashes
+}
+
+/// The trace hash a separate `sim` process reports for `file` at `seed`.
+fn hash_in_another_process(file: &str, seed: u64) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_sim"))
+        .args(["run", "--json", "--seed", &seed.to_string()])
+        .arg(scenario_path(file))
+        .output()
+        .expect("the sim binary runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let json: serde_json::Value = serde_json::from_str(stdout.lines().next().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("sim --json printed {stdout:?}: {e}"));
+    json["trace_hash"].as_str().unwrap_or_default().to_owned()
+}
+
+fn check(file: &str) {
+    let hashes = check_in_process(file);
+    let (seed, hash) = &hashes[0];
+    assert_eq!(
+        &hash_in_another_process(file, *seed),
+        hash,
+        "{file} seed {seed}: a separate process produced a different trace"
+    );
+}
+
+macro_rules! scenarios {
+    ($($test:ident => $file:literal),* $(,)?) => {
+        $(
+            #[test]
+            fn $test() {
+                check($file);
+            }
+        )*
+
+        /// Every file in scenarios/ has a test above (a new scenario cannot be
+        /// forgotten), and every test names an existing file.
+        #[test]
+        fn every_scenario_file_is_tested() {
+            let listed: std::collections::BTreeSet<&str> = [$($file),*].into_iter().collect();
+            let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+            let on_disk: std::collections::BTreeSet<String> = std::fs::read_dir(&dir)
+                .expect("scenarios/ exists")
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|name| name.ends_with(".toml"))
+                .collect();
+            let on_disk: std::collections::BTreeSet<&str> = on_disk.iter().map(String::as_str).collect();
+            assert_eq!(listed, on_disk, "add the new scenario to sim/tests/scenarios.rs");
+        }
+    };
+}
+
+scenarios! {
+    steady_state_serves_every_call_and_spreads_load_evenly => "steady-state.toml",
+    latency_spike_raises_p99_without_errors => "latency-spike.toml",
+    partition_fails_calls_fast_and_recovers_after_heal => "partition-heal.toml",
+    crash_costs_no_calls_and_the_restarted_server_rejoins => "crash-restart.toml",
+    silent_death_is_detected_by_keepalive => "silent-death.toml",
+    lossy_link_is_survived => "lossy-link.toml",
+}
