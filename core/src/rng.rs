@@ -25,6 +25,7 @@ impl SeedSource {
     ///
     /// This is the one place squall takes OS randomness. It uses std's per-process
     /// random hasher keys (drawn from the OS) so no extra dependency is needed.
+    #[allow(clippy::disallowed_types)] // The one intended source of OS entropy.
     pub fn from_os() -> SeedSource {
         use std::hash::{BuildHasher, Hasher};
         // Allowed: production seeding is the single intended source of OS entropy.
