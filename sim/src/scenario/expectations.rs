@@ -11,10 +11,9 @@ use super::schema::{Check, Expectation, Filter, OutcomeFilter};
 use super::validate::{method_name, Context, Role};
 
 /// Every expectation kind with the kind-specific keys it takes and requires.
-/// `name`, `client`, `method`, `from`, `to` are accepted by all. Extension point:
-/// breaker_opened_within, breaker_closed_after, retry_amplification,
-/// executions_per_call go here, in [`check_kind`] and in `crate::expect`.
-const KINDS: [(&str, &[&str], &[&str]); 6] = [
+/// `name`, `client`, `method`, `from`, `to` are accepted by all (except `method`
+/// by the breaker kinds). A new kind goes here, in [`check_kind`] and in `crate::expect`.
+const KINDS: [(&str, &[&str], &[&str]); 14] = [
     ("success_rate", &["min"], &["min"]),
     (
         "latency",
@@ -25,7 +24,29 @@ const KINDS: [(&str, &[&str], &[&str]); 6] = [
     ("call_share", &["endpoint", "min", "max"], &["endpoint"]),
     ("no_calls", &["endpoint"], &["endpoint"]),
     ("max_failed_calls", &["max"], &["max"]),
+    ("breaker_opened", &["endpoint", "min"], &["endpoint"]),
+    ("breaker_closed", &["endpoint"], &["endpoint"]),
+    (
+        "breaker_min_open",
+        &["endpoint", "min"],
+        &["endpoint", "min"],
+    ),
+    ("retry_amplification", &["max"], &["max"]),
+    ("executions_per_call", &["max"], &["max"]),
+    ("key_affinity", &["max_endpoints"], &[]),
+    (
+        "keys_moved_only_from",
+        &["endpoint", "at"],
+        &["endpoint", "at"],
+    ),
+    ("handlers_end_by_deadline", &["slack"], &["slack"]),
 ];
+
+/// The kinds that read breaker transitions: per endpoint, never per method.
+const BREAKER_KINDS: [&str; 3] = ["breaker_opened", "breaker_closed", "breaker_min_open"];
+
+/// The kinds that read hash keys.
+const KEY_KINDS: [&str; 2] = ["key_affinity", "keys_moved_only_from"];
 
 /// Validates every expectation, keeping file order.
 pub(crate) fn check_expectations(
@@ -72,7 +93,8 @@ fn check_expectation(
         ));
     }
     let filter = check_filter(cx, raw)?;
-    let check = check_kind(cx, kind, raw)?;
+    check_kind_fits_clients(cx, kind, raw, &filter)?;
+    let check = check_kind(cx, kind, raw, &filter)?;
     if matches!(check, Check::NoCalls { .. }) && (raw.from.is_none() || raw.to.is_none()) {
         return Err(loc.at(
             raw.kind.span(),
@@ -92,8 +114,79 @@ fn check_expectation(
     })
 }
 
+/// Breaker kinds need a client with a breaker (and take no method); key kinds
+/// need a client that sends hash keys. Otherwise the check could never pass, or
+/// would pass for the wrong reason.
+fn check_kind_fits_clients(
+    cx: &Context<'_>,
+    kind: &str,
+    raw: &RawExpect,
+    filter: &Filter,
+) -> Result<(), ScenarioError> {
+    let loc = &cx.loc;
+    let admitted = || {
+        cx.clients
+            .iter()
+            .filter(|g| g.hosts.iter().any(|h| filter.admits_client(h)))
+    };
+    if BREAKER_KINDS.contains(&kind) {
+        if let Some(method) = &raw.method {
+            return Err(loc.at(
+                method.span(),
+                format!("{kind} takes no method: a breaker guards an endpoint for every method"),
+                Some("remove method".into()),
+            ));
+        }
+        if !admitted().any(|g| g.resilience.breaker.is_some()) {
+            return Err(loc.at(
+                raw.kind.span(),
+                format!("{kind}: no client it looks at has a [clients.breaker]"),
+                Some("add a [clients.breaker] table to the client group".into()),
+            ));
+        }
+    }
+    if KEY_KINDS.contains(&kind) && !admitted().any(|g| g.hash_keys.is_some()) {
+        return Err(loc.at(
+            raw.kind.span(),
+            format!("{kind}: no client it looks at sends hash keys"),
+            Some("add hash_keys = 200 to the client group".into()),
+        ));
+    }
+    Ok(())
+}
+
+/// `endpoint` for the kinds that follow one server host (breakers, keys): a
+/// group is refused, since "the breaker of server" is not one breaker.
+fn one_endpoint(cx: &Context<'_>, kind: &str, raw: &RawExpect) -> Result<String, ScenarioError> {
+    let Some(endpoint) = &raw.endpoint else {
+        return Ok(String::new());
+    };
+    let hosts = cx
+        .names
+        .resolve(&cx.loc, endpoint, "endpoint", &[Role::Server])?;
+    match hosts.as_slice() {
+        [host] if !cx.names.is_group(endpoint.get_ref()) => Ok(host.clone()),
+        _ => Err(cx.loc.at(
+            endpoint.span(),
+            format!(
+                "{kind} follows one server host, not the group \"{}\"",
+                endpoint.get_ref()
+            ),
+            Some(format!(
+                "name one of: {}; add an expectation per host",
+                hosts.join(", ")
+            )),
+        )),
+    }
+}
+
 /// The check itself, for a known kind whose required keys are present.
-fn check_kind(cx: &Context<'_>, kind: &str, raw: &RawExpect) -> Result<Check, ScenarioError> {
+fn check_kind(
+    cx: &Context<'_>,
+    kind: &str,
+    raw: &RawExpect,
+    filter: &Filter,
+) -> Result<Check, ScenarioError> {
     let loc = &cx.loc;
     let endpoints = || match &raw.endpoint {
         Some(e) => cx.names.resolve(loc, e, "endpoint", &[Role::Server]),
@@ -155,6 +248,47 @@ fn check_kind(cx: &Context<'_>, kind: &str, raw: &RawExpect) -> Result<Check, Sc
         },
         "max_failed_calls" => Check::MaxFailedCalls {
             max: count_value(loc, raw.max.as_ref(), "max")?.unwrap_or(0),
+        },
+        "breaker_opened" => Check::BreakerOpened {
+            endpoint: one_endpoint(cx, kind, raw)?,
+            min: at_least_one(loc, raw.min.as_ref(), "min")?.unwrap_or(1),
+        },
+        "breaker_closed" => Check::BreakerClosed {
+            endpoint: one_endpoint(cx, kind, raw)?,
+        },
+        "breaker_min_open" => Check::BreakerMinOpen {
+            endpoint: one_endpoint(cx, kind, raw)?,
+            min: duration_value(loc, raw.min.as_ref(), "min")?.unwrap_or_default(),
+        },
+        "retry_amplification" => Check::RetryAmplification {
+            max: amplification(loc, raw.max.as_ref())?.unwrap_or(1.0),
+        },
+        "executions_per_call" => Check::ExecutionsPerCall {
+            max: at_least_one(loc, raw.max.as_ref(), "max")?.unwrap_or(1),
+        },
+        "key_affinity" => Check::KeyAffinity {
+            max_endpoints: match &raw.max_endpoints {
+                Some(n) if *n.get_ref() >= 1 => n.get_ref().unsigned_abs(),
+                Some(n) => {
+                    return Err(loc.at(
+                        n.span(),
+                        format!("max_endpoints = {} is out of range", n.get_ref()),
+                        Some("at least 1: 1 means each key sticks to one endpoint".into()),
+                    ))
+                }
+                None => 1,
+            },
+        },
+        "keys_moved_only_from" => Check::KeysMovedOnlyFrom {
+            endpoint: one_endpoint(cx, kind, raw)?,
+            at: moment(cx, raw, filter)?,
+        },
+        "handlers_end_by_deadline" => Check::HandlersEndByDeadline {
+            slack: raw
+                .slack
+                .as_ref()
+                .map(|s| s.get_ref().0)
+                .unwrap_or_default(),
         },
         // KINDS and this match list the same names; an unlisted one is a programmer error.
         other => unreachable!("expectation kind {other} is in KINDS but has no arm"),
@@ -322,6 +456,78 @@ fn duration_value(
     }
 }
 
+/// A `min`/`max` count that must be at least 1 (0 would make the check
+/// meaningless: "at least zero openings", "at most zero executions per call").
+fn at_least_one(
+    loc: &Locator<'_>,
+    raw: Option<&Spanned<toml::Value>>,
+    key: &str,
+) -> Result<Option<u64>, ScenarioError> {
+    let Some(raw) = raw else {
+        return Ok(None);
+    };
+    match raw.get_ref() {
+        toml::Value::Integer(i) if *i >= 1 => Ok(Some(i.unsigned_abs())),
+        other => Err(loc.at(
+            raw.span(),
+            format!("{key} must be a whole number ≥ 1, got {other}"),
+            Some(format!("e.g. {key} = 1")),
+        )),
+    }
+}
+
+/// retry_amplification's `max`: attempts per call, a number ≥ 1 (every call
+/// makes at least one attempt), at most 100.
+fn amplification(
+    loc: &Locator<'_>,
+    raw: Option<&Spanned<toml::Value>>,
+) -> Result<Option<f64>, ScenarioError> {
+    let Some(raw) = raw else {
+        return Ok(None);
+    };
+    let value = match raw.get_ref() {
+        toml::Value::Float(f) => *f,
+        toml::Value::Integer(i) => *i as f64,
+        other => {
+            return Err(loc.at(
+                raw.span(),
+                format!("max must be attempts per call, got {other}"),
+                Some("e.g. max = 1.25 (at most 25% extra attempts)".into()),
+            ))
+        }
+    };
+    if !(1.0..=100.0).contains(&value) {
+        return Err(loc.at(
+            raw.span(),
+            format!("max = {value} is out of range"),
+            Some("attempts per call is at least 1 (no retries); 1.2 allows 20% extra".into()),
+        ));
+    }
+    Ok(Some(value))
+}
+
+/// keys_moved_only_from's `at`: within the run and inside the window, so there
+/// are calls on both sides of it.
+fn moment(cx: &Context<'_>, raw: &RawExpect, filter: &Filter) -> Result<Duration, ScenarioError> {
+    let Some(at) = &raw.at else {
+        return Ok(Duration::ZERO);
+    };
+    let value = at.get_ref().0;
+    let inside =
+        value > filter.from && filter.to.is_none_or(|to| value < to) && value < cx.duration;
+    if !inside {
+        return Err(cx.loc.at(
+            at.span(),
+            format!(
+                "at {} is not inside the window and the run",
+                format_duration(value)
+            ),
+            Some("keys are compared before and after `at`: put it after from and before to and duration".into()),
+        ));
+    }
+    Ok(value)
+}
+
 /// A `min`/`max` that must be a count ≥ 0.
 fn count_value(
     loc: &Locator<'_>,
@@ -358,6 +564,9 @@ fn generated_name(kind: &str, raw: &RawExpect) -> String {
     }
     if let Some(outcome) = &raw.outcome {
         name.push_str(&format!(" outcome={}", outcome.get_ref()));
+    }
+    if let Some(at) = &raw.at {
+        name.push_str(&format!(" at={}", format_duration(at.get_ref().0)));
     }
     if raw.from.is_some() || raw.to.is_some() {
         let from = raw

@@ -1,6 +1,7 @@
 //! `[[faults]]` → the sorted [`Fault`] timeline.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use toml::Spanned;
 
@@ -11,8 +12,8 @@ use super::schema::{Fault, FaultAction, Link};
 use super::validate::{fraction, latency, Context, Role};
 
 /// Every fault kind, with the keys it takes besides `at` and `kind`, and which of
-/// them are required. Extension point: `join`/`leave` (registry) go here.
-const KINDS: [(&str, &[&str], &[&str]); 12] = [
+/// them are required. (A join is a server's `start_at`, not a fault.)
+const KINDS: [(&str, &[&str], &[&str]); 13] = [
     ("partition", &["between"], &["between"]),
     ("partition_oneway", &["from", "to"], &["from", "to"]),
     ("heal", &["between"], &["between"]),
@@ -22,6 +23,7 @@ const KINDS: [(&str, &[&str], &[&str]); 12] = [
     ("crash", &["host"], &["host"]),
     ("restart", &["host"], &["host"]),
     ("silent_death", &["host"], &["host"]),
+    ("leave", &["host"], &["host"]),
     (
         "link_latency",
         &["between", "latency"],
@@ -65,6 +67,7 @@ pub(crate) fn check_faults(
         faults.push(check_fault(cx, fault)?);
     }
     faults.sort_by_key(|f| f.at);
+    check_not_before_start(cx, &faults)?;
     check_crash_sequence(cx, &faults)?;
     Ok(faults)
 }
@@ -161,6 +164,18 @@ fn check_action(
         "silent_death" => FaultAction::SilentDeath {
             hosts: servers(cx, raw)?,
         },
+        "leave" => {
+            if !cx.registry {
+                return Err(loc.at(
+                    raw.kind.span(),
+                    "leave deregisters from the registry, but there is none",
+                    Some("add a [registry] table, or use crash".into()),
+                ));
+            }
+            FaultAction::Leave {
+                hosts: servers(cx, raw)?,
+            }
+        }
         "link_latency" => FaultAction::LinkLatency {
             links: between(cx, raw)?,
             // Presence was checked against the kind's required keys.
@@ -227,7 +242,7 @@ fn links(
     what: &str,
     span: std::ops::Range<usize>,
 ) -> Result<Vec<Link>, ScenarioError> {
-    let any = [Role::Server, Role::Client];
+    let any = [Role::Server, Role::Client, Role::Registry];
     let left = cx.names.resolve(&cx.loc, a, what, &any)?;
     let right = cx.names.resolve(&cx.loc, b, what, &any)?;
     let mut out = Vec::new();
@@ -292,19 +307,68 @@ fn describe(kind: &str, raw: &RawFault) -> String {
     parts.join(" ")
 }
 
+/// The hosts a crash, silent death, leave or restart acts on (the faults that
+/// start or stop a server).
+fn lifecycle_hosts(action: &FaultAction) -> Option<&[String]> {
+    match action {
+        FaultAction::Crash { hosts }
+        | FaultAction::SilentDeath { hosts }
+        | FaultAction::Leave { hosts }
+        | FaultAction::Restart { hosts } => Some(hosts),
+        _ => None,
+    }
+}
+
+/// A server that has not started yet (its `start_at` is later) cannot be
+/// crashed, left or restarted: the fault would act on nothing.
+fn check_not_before_start(cx: &Context<'_>, faults: &[Fault]) -> Result<(), ScenarioError> {
+    for fault in faults {
+        let Some(hosts) = lifecycle_hosts(&fault.action) else {
+            continue;
+        };
+        for host in hosts {
+            let start = cx
+                .servers
+                .iter()
+                .flat_map(|g| g.hosts.iter())
+                .find(|h| &h.name == host)
+                .map_or(Duration::ZERO, |h| h.start_at);
+            if fault.at < start {
+                return Err(cx.loc.at_line(
+                    fault.line,
+                    format!(
+                        "{host} only starts at {} (start_at), so it cannot be acted on at {}",
+                        format_duration(start),
+                        format_duration(fault.at)
+                    ),
+                    Some("move the fault after the server's start_at".into()),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Crashing a host that is already down is a mistake in the timeline (the second
 /// crash would do nothing); say so, naming the earlier fault's line.
 fn check_crash_sequence(cx: &Context<'_>, faults: &[Fault]) -> Result<(), ScenarioError> {
     let mut down_since: BTreeMap<&str, &Fault> = BTreeMap::new();
     for fault in faults {
         match &fault.action {
-            FaultAction::Crash { hosts } | FaultAction::SilentDeath { hosts } => {
+            FaultAction::Crash { hosts }
+            | FaultAction::SilentDeath { hosts }
+            | FaultAction::Leave { hosts } => {
                 for host in hosts {
                     if let Some(earlier) = down_since.get(host.as_str()) {
                         return Err(cx.loc.at_line(
                             fault.line,
                             format!(
-                                "{host} is crashed at {} but is already down since {} (line {})",
+                                "{host} is {} at {} but is already down since {} (line {})",
+                                if matches!(fault.action, FaultAction::Leave { .. }) {
+                                    "told to leave"
+                                } else {
+                                    "crashed"
+                                },
                                 format_duration(fault.at),
                                 format_duration(earlier.at),
                                 earlier.line

@@ -5,7 +5,8 @@
 //! # Layout
 //! - [`schema`]: the validated [`Scenario`] and everything in it — what the runner consumes.
 //! - `raw`: the file as written (serde structs with spans); never leaves this module.
-//! - `validate`, `faults`, `expectations`: raw → schema, with limits and name resolution.
+//! - `validate`, `resilience`, `faults`, `expectations`: raw → schema, with
+//!   limits and name resolution (`resilience` checks each table with core's `validate()`).
 //! - [`duration`]: `"250ms"`-style durations.
 //! - [`error`]: [`ScenarioError`], `path:line: message (hint)`.
 
@@ -14,6 +15,7 @@ pub mod error;
 mod expectations;
 mod faults;
 mod raw;
+mod resilience;
 pub mod schema;
 mod validate;
 
@@ -24,14 +26,15 @@ use std::path::Path;
 
 pub use duration::{format_duration, parse_duration};
 pub use error::ScenarioError;
+pub use resilience::MAX_ATTEMPTS_MAX;
 pub use schema::{
     Behaviour, CallConfig, Check, ClientGroup, ConnectionConfig, Expectation, Fault, FaultAction,
-    Filter, LatencyRange, Link, Load, MethodWeight, Network, OutcomeFilter, Scenario, ServerGroup,
-    ServerHost, Workload,
+    Filter, Forward, LatencyRange, Link, Load, MethodWeight, Network, OutcomeFilter,
+    RegistryConfig, Resilience, Scenario, ServerGroup, ServerHost, Workload, REGISTRY_HOST,
 };
 pub use validate::{
-    CONCURRENCY_MAX, LATENCY_MAX, PAYLOAD_BYTES_MAX, RATE_MAX, REPLICAS_MAX, RESERVED_NAMES,
-    SEEDS_MAX, WEIGHT_MAX,
+    CONCURRENCY_MAX, HASH_KEYS_MAX, LATENCY_MAX, PAYLOAD_BYTES_MAX, POOL_SIZE_MAX, RATE_MAX,
+    REGISTRY_DURATION_MAX, REPLICAS_MAX, RESERVED_NAMES, SEEDS_MAX, WEIGHT_MAX,
 };
 
 use error::Locator;

@@ -24,6 +24,7 @@ pub(crate) struct RawScenario {
     pub(crate) duration: Spanned<DurationText>,
     pub(crate) seeds: Option<Spanned<Vec<Spanned<i64>>>>,
     pub(crate) network: Option<RawNetwork>,
+    pub(crate) registry: Option<Spanned<RawRegistry>>,
     #[serde(default)]
     pub(crate) servers: Vec<Spanned<RawServerGroup>>,
     #[serde(default)]
@@ -43,6 +44,15 @@ pub(crate) struct RawNetwork {
     pub(crate) repair_rate: Option<Spanned<f64>>,
 }
 
+/// `[registry]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRegistry {
+    pub(crate) ttl: Option<Spanned<DurationText>>,
+    pub(crate) heartbeat: Option<Spanned<DurationText>>,
+    pub(crate) watch_timeout: Option<Spanned<DurationText>>,
+}
+
 /// `[[servers]]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -52,6 +62,11 @@ pub(crate) struct RawServerGroup {
     pub(crate) weight: Option<Spanned<i64>>,
     pub(crate) latency: Option<Spanned<LatencySpec>>,
     pub(crate) error_rate: Option<Spanned<f64>>,
+    pub(crate) start_at: Option<Spanned<DurationText>>,
+    pub(crate) service: Option<Spanned<String>>,
+    pub(crate) forward_to: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(crate) forward_method: Option<Spanned<String>>,
+    pub(crate) forward_timeout: Option<Spanned<DurationText>>,
     #[serde(default)]
     pub(crate) hosts: BTreeMap<Spanned<String>, RawHostOverride>,
 }
@@ -63,6 +78,7 @@ pub(crate) struct RawHostOverride {
     pub(crate) weight: Option<Spanned<i64>>,
     pub(crate) latency: Option<Spanned<LatencySpec>>,
     pub(crate) error_rate: Option<Spanned<f64>>,
+    pub(crate) start_at: Option<Spanned<DurationText>>,
 }
 
 /// `[[clients]]`.
@@ -71,7 +87,13 @@ pub(crate) struct RawHostOverride {
 pub(crate) struct RawClientGroup {
     pub(crate) group: Spanned<String>,
     pub(crate) replicas: Option<Spanned<i64>>,
-    pub(crate) targets: Spanned<Vec<Spanned<String>>>,
+    pub(crate) targets: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(crate) service: Option<Spanned<String>>,
+    pub(crate) balancer: Option<Spanned<String>>,
+    pub(crate) fail_mode: Option<Spanned<String>>,
+    pub(crate) hash_keys: Option<Spanned<i64>>,
+    pub(crate) pool_size: Option<Spanned<i64>>,
+    pub(crate) idempotent: Option<Spanned<bool>>,
     pub(crate) rate: Option<Spanned<f64>>,
     pub(crate) concurrency: Option<Spanned<i64>>,
     pub(crate) method: Option<Spanned<String>>,
@@ -82,6 +104,10 @@ pub(crate) struct RawClientGroup {
     pub(crate) start_at: Option<Spanned<DurationText>>,
     pub(crate) stop_at: Option<Spanned<DurationText>>,
     pub(crate) connection: Option<RawConnection>,
+    pub(crate) retry: Option<Spanned<RawRetry>>,
+    pub(crate) breaker: Option<Spanned<RawBreaker>>,
+    pub(crate) budget: Option<Spanned<RawBudget>>,
+    pub(crate) hedge: Option<Spanned<RawHedge>>,
 }
 
 /// One `mix` entry.
@@ -90,6 +116,60 @@ pub(crate) struct RawClientGroup {
 pub(crate) struct RawMixEntry {
     pub(crate) method: Spanned<String>,
     pub(crate) weight: Option<Spanned<i64>>,
+    pub(crate) idempotent: Option<bool>,
+}
+
+/// `[clients.retry]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRetry {
+    pub(crate) max_attempts: Option<Spanned<i64>>,
+    pub(crate) backoff: Option<Spanned<RawBackoff>>,
+    pub(crate) codes: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+/// `backoff = { initial, max, multiplier, jitter }` in `[clients.retry]`.
+/// `jitter` is `"full"`, `"none"` or a fraction, so it is read as a raw value.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBackoff {
+    pub(crate) initial: Option<Spanned<DurationText>>,
+    pub(crate) max: Option<Spanned<DurationText>>,
+    pub(crate) multiplier: Option<Spanned<f64>>,
+    pub(crate) jitter: Option<Spanned<toml::Value>>,
+}
+
+/// `[clients.breaker]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBreaker {
+    pub(crate) consecutive_failures: Option<Spanned<i64>>,
+    pub(crate) failure_rate: Option<Spanned<f64>>,
+    pub(crate) window: Option<Spanned<i64>>,
+    pub(crate) minimum_calls: Option<Spanned<i64>>,
+    pub(crate) slow_call: Option<Spanned<DurationText>>,
+    pub(crate) open: Option<Spanned<DurationText>>,
+    pub(crate) open_max: Option<Spanned<DurationText>>,
+    pub(crate) half_open_probes: Option<Spanned<i64>>,
+}
+
+/// `[clients.budget]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBudget {
+    pub(crate) ttl: Option<Spanned<DurationText>>,
+    pub(crate) min_per_sec: Option<Spanned<i64>>,
+    pub(crate) ratio: Option<Spanned<f64>>,
+}
+
+/// `[clients.hedge]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHedge {
+    pub(crate) delay: Option<Spanned<DurationText>>,
+    pub(crate) percentile: Option<Spanned<f64>>,
+    pub(crate) max_extra: Option<Spanned<f64>>,
+    pub(crate) min_samples: Option<Spanned<i64>>,
 }
 
 /// `[clients.connection]`.
@@ -128,6 +208,9 @@ pub(crate) struct RawExpect {
     pub(crate) percentile: Option<Spanned<f64>>,
     pub(crate) outcome: Option<Spanned<String>>,
     pub(crate) endpoint: Option<Spanned<String>>,
+    pub(crate) max_endpoints: Option<Spanned<i64>>,
+    pub(crate) at: Option<Spanned<DurationText>>,
+    pub(crate) slack: Option<Spanned<DurationText>>,
     pub(crate) client: Option<Spanned<String>>,
     pub(crate) method: Option<Spanned<String>>,
     pub(crate) from: Option<Spanned<DurationText>>,
@@ -169,6 +252,12 @@ impl RawExpect {
         add("percentile", self.percentile.as_ref().map(Spanned::span));
         add("outcome", self.outcome.as_ref().map(Spanned::span));
         add("endpoint", self.endpoint.as_ref().map(Spanned::span));
+        add(
+            "max_endpoints",
+            self.max_endpoints.as_ref().map(Spanned::span),
+        );
+        add("at", self.at.as_ref().map(Spanned::span));
+        add("slack", self.slack.as_ref().map(Spanned::span));
         keys
     }
 }

@@ -129,7 +129,8 @@ fn minimal_file_gets_documented_defaults() {
         client.workload.mix,
         [MethodWeight {
             method: "Echo.Echo".into(),
-            weight: 1
+            weight: 1,
+            idempotent: false
         }]
     );
     assert_eq!(client.workload.payload_bytes, 64);

@@ -5,17 +5,20 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use squall::Codec;
+use squall::{BalancerKind, Codec};
 use toml::Spanned;
 
-use super::duration::{format_duration, LatencySpec, DURATION_MAX};
+use super::duration::{format_duration, DurationText, LatencySpec, DURATION_MAX};
 use super::error::{did_you_mean_or_list, suggest, Locator, ScenarioError};
-use super::raw::{RawClientGroup, RawConnection, RawNetwork, RawScenario, RawServerGroup};
-use super::schema::{
-    Behaviour, CallConfig, ClientGroup, ConnectionConfig, LatencyRange, Load, MethodWeight,
-    Network, Scenario, ServerGroup, ServerHost, Workload,
+use super::raw::{
+    RawClientGroup, RawConnection, RawNetwork, RawRegistry, RawScenario, RawServerGroup,
 };
-use super::{expectations, faults};
+use super::schema::{
+    Behaviour, CallConfig, ClientGroup, ConnectionConfig, Forward, LatencyRange, Load,
+    MethodWeight, Network, RegistryConfig, Scenario, ServerGroup, ServerHost, Workload,
+    REGISTRY_HOST,
+};
+use super::{expectations, faults, resilience};
 
 /// Most hosts a group may have: more is a typo, and turmoil steps every host every tick.
 pub const REPLICAS_MAX: i64 = 100;
@@ -32,13 +35,21 @@ pub const PAYLOAD_BYTES_MAX: i64 = 65_536;
 /// Longest latency anywhere (network, link, handler): longer is a unit typo.
 pub const LATENCY_MAX: Duration = Duration::from_secs(60);
 /// Host names the harness keeps for itself.
-pub const RESERVED_NAMES: [&str; 2] = ["sim", "registry"];
+pub const RESERVED_NAMES: [&str; 2] = ["sim", REGISTRY_HOST];
+/// Most distinct hash keys a client may draw from.
+pub const HASH_KEYS_MAX: i64 = 100_000;
+/// Most connections per endpoint (core's limit).
+pub const POOL_SIZE_MAX: i64 = squall::discovery::POOL_SIZE_LIMIT as i64;
+/// Longest registry ttl, heartbeat or watch timeout: longer is a unit typo.
+pub const REGISTRY_DURATION_MAX: Duration = Duration::from_secs(60);
 
 /// Which side a host is on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Role {
     Server,
     Client,
+    /// The registry host (only with a `[registry]` table).
+    Registry,
 }
 
 /// Every group and host name, for resolving references.
@@ -64,6 +75,12 @@ impl Names {
             (*role, hosts.clone())
         } else if let Some(role) = self.hosts.get(text) {
             (*role, vec![text.clone()])
+        } else if text == REGISTRY_HOST {
+            return Err(loc.at(
+                name.span(),
+                format!("{what}: there is no registry host"),
+                Some("add a [registry] table to run one".into()),
+            ));
         } else {
             let hint = self.unknown_name_hint(text, allowed);
             return Err(loc.at(
@@ -73,9 +90,15 @@ impl Names {
             ));
         };
         if !allowed.contains(&role) {
-            let (is, wanted) = match role {
-                Role::Client => ("a client", "a server host or group"),
-                Role::Server => ("a server", "a client host or group"),
+            let is = match role {
+                Role::Client => "a client",
+                Role::Server => "a server",
+                Role::Registry => "the registry",
+            };
+            let wanted = match allowed {
+                [Role::Server] => "a server host or group",
+                [Role::Client] => "a client host or group",
+                _ => "a server or client host or group",
             };
             return Err(loc.at(
                 name.span(),
@@ -131,9 +154,19 @@ impl Names {
             .unwrap_or_default()
     }
 
-    /// Every host, for silent death ("partition from everyone").
+    /// Whether `host` is a server host (not a group).
     pub(crate) fn is_server(&self, host: &str) -> bool {
         self.hosts.get(host) == Some(&Role::Server)
+    }
+
+    /// Whether `name` is a group (rather than one host).
+    pub(crate) fn is_group(&self, name: &str) -> bool {
+        self.groups.contains_key(name)
+    }
+
+    /// Makes the registry host nameable in faults.
+    fn add_registry(&mut self) {
+        self.hosts.insert(REGISTRY_HOST.to_string(), Role::Registry);
     }
 
     /// Adds a group and its hosts; errors on any clash.
@@ -197,6 +230,12 @@ pub(crate) struct Context<'a> {
     pub(crate) duration: Duration,
     /// Every method some client calls, for checking expectation filters.
     pub(crate) methods: BTreeSet<String>,
+    /// Whether the scenario runs a registry.
+    pub(crate) registry: bool,
+    /// The validated server groups (start times, for the fault timeline).
+    pub(crate) servers: Vec<ServerGroup>,
+    /// The validated client groups (breakers and hash keys, for expectations).
+    pub(crate) clients: Vec<ClientGroup>,
 }
 
 /// Validates a whole raw scenario.
@@ -220,6 +259,7 @@ pub(crate) fn validate(raw: RawScenario, loc: Locator<'_>) -> Result<Scenario, S
     }
     let seeds = check_seeds(&loc, raw.seeds.as_ref())?;
     let network = check_network(&loc, raw.network.as_ref())?;
+    let registry = check_registry(&loc, raw.registry.as_ref())?;
 
     let mut names = Names::default();
     if raw.servers.is_empty() {
@@ -235,13 +275,30 @@ pub(crate) fn validate(raw: RawScenario, loc: Locator<'_>) -> Result<Scenario, S
         ));
     }
     register_groups(&loc, &mut names, &raw)?;
+    if registry.is_some() {
+        names.add_registry();
+    }
     let mut servers = Vec::with_capacity(raw.servers.len());
     for group in &raw.servers {
-        servers.push(check_server_group(&loc, &names, group.get_ref())?);
+        let server = ServerContext {
+            loc: &loc,
+            names: &names,
+            duration,
+            registry: registry.is_some(),
+        };
+        servers.push(check_server_group(&server, group.get_ref())?);
     }
+    check_forward_cycles(&loc, &servers, &raw.servers)?;
     let mut clients = Vec::with_capacity(raw.clients.len());
     for group in &raw.clients {
-        clients.push(check_client_group(&loc, &names, group.get_ref(), duration)?);
+        let client = ClientContext {
+            loc: &loc,
+            names: &names,
+            duration,
+            registry: registry.is_some(),
+            servers: &servers,
+        };
+        clients.push(check_client_group(&client, group.get_ref())?);
     }
     let methods = clients
         .iter()
@@ -252,6 +309,9 @@ pub(crate) fn validate(raw: RawScenario, loc: Locator<'_>) -> Result<Scenario, S
         names,
         duration,
         methods,
+        registry: registry.is_some(),
+        servers,
+        clients,
     };
     let faults = faults::check_faults(&context, &raw.faults)?;
     let expectations = expectations::check_expectations(&context, &raw.expect)?;
@@ -262,8 +322,9 @@ pub(crate) fn validate(raw: RawScenario, loc: Locator<'_>) -> Result<Scenario, S
         duration,
         seeds,
         network,
-        servers,
-        clients,
+        registry,
+        servers: context.servers,
+        clients: context.clients,
         faults,
         expectations,
     })
@@ -351,6 +412,61 @@ fn check_network(loc: &Locator<'_>, raw: Option<&RawNetwork>) -> Result<Network,
     })
 }
 
+/// `[registry]` with defaults: ttl 3s, heartbeat ttl/3, watch_timeout 2s. The
+/// heartbeat must be below the ttl, or every lease lapses between renewals.
+fn check_registry(
+    loc: &Locator<'_>,
+    raw: Option<&Spanned<RawRegistry>>,
+) -> Result<Option<RegistryConfig>, ScenarioError> {
+    let Some(raw) = raw else {
+        return Ok(None);
+    };
+    let table = raw.get_ref();
+    let bounded = |value: Option<&Spanned<DurationText>>, key: &str| {
+        let duration = positive_duration(loc, value, key)?;
+        if let (Some(d), Some(value)) = (duration, value) {
+            if d > REGISTRY_DURATION_MAX {
+                return Err(loc.at(
+                    value.span(),
+                    format!(
+                        "{key} {} is above the {} limit",
+                        format_duration(d),
+                        format_duration(REGISTRY_DURATION_MAX)
+                    ),
+                    Some("is the unit right? \"3s\", not \"3m\"".into()),
+                ));
+            }
+        }
+        Ok(duration)
+    };
+    let ttl = bounded(table.ttl.as_ref(), "ttl")?.unwrap_or(Duration::from_secs(3));
+    let heartbeat = bounded(table.heartbeat.as_ref(), "heartbeat")?.unwrap_or(ttl / 3);
+    let watch_timeout =
+        bounded(table.watch_timeout.as_ref(), "watch_timeout")?.unwrap_or(Duration::from_secs(2));
+    if heartbeat >= ttl {
+        let span = table
+            .heartbeat
+            .as_ref()
+            .or(table.ttl.as_ref())
+            .map(Spanned::span)
+            .unwrap_or_else(|| raw.span());
+        return Err(loc.at(
+            span,
+            format!(
+                "heartbeat {} is not below ttl {}",
+                format_duration(heartbeat),
+                format_duration(ttl)
+            ),
+            Some("every lease would lapse between renewals; use heartbeat = ttl / 3".into()),
+        ));
+    }
+    Ok(Some(RegistryConfig {
+        ttl,
+        heartbeat,
+        watch_timeout,
+    }))
+}
+
 /// Registers every group's name and hosts in file order (servers and clients
 /// interleaved as written), so a clash is reported at the later of the two and a
 /// client may name a server group written below it.
@@ -383,13 +499,22 @@ fn register_groups(
     Ok(())
 }
 
+/// What a server group's validation needs to know.
+struct ServerContext<'a> {
+    loc: &'a Locator<'a>,
+    names: &'a Names,
+    duration: Duration,
+    registry: bool,
+}
+
 /// One `[[servers]]` table (its names are registered already).
 fn check_server_group(
-    loc: &Locator<'_>,
-    names: &Names,
+    cx: &ServerContext<'_>,
     raw: &RawServerGroup,
 ) -> Result<ServerGroup, ScenarioError> {
+    let (loc, names) = (cx.loc, cx.names);
     let host_names = names.hosts_of(raw.group.get_ref());
+    let group_start = start_at(loc, raw.start_at.as_ref(), cx.duration)?.unwrap_or_default();
     let weight = integer(loc, raw.weight.as_ref(), "weight", 1, WEIGHT_MAX)?.unwrap_or(1);
     let group_behaviour = Behaviour {
         latency: latency(loc, raw.latency.as_ref(), "latency")?
@@ -420,6 +545,7 @@ fn check_server_group(
             group: raw.group.get_ref().clone(),
             weight,
             behaviour: group_behaviour.clone(),
+            start_at: group_start,
         };
         if let Some((_, o)) = raw.hosts.iter().find(|(k, _)| *k.get_ref() == name) {
             host.weight =
@@ -428,50 +554,351 @@ fn check_server_group(
                 latency(loc, o.latency.as_ref(), "latency")?.unwrap_or(host.behaviour.latency);
             host.behaviour.error_rate = fraction(loc, o.error_rate.as_ref(), "error_rate")?
                 .unwrap_or(host.behaviour.error_rate);
+            host.start_at =
+                start_at(loc, o.start_at.as_ref(), cx.duration)?.unwrap_or(host.start_at);
         }
         hosts.push(host);
     }
     Ok(ServerGroup {
         name: raw.group.get_ref().clone(),
         hosts,
+        service: service_name(cx, raw)?,
+        forward: check_forward(cx, raw)?,
     })
 }
 
-/// One `[[clients]]` table (its names are registered already).
-fn check_client_group(
+/// A server `start_at`: before the end of the scenario (a server that starts at
+/// the end never serves).
+fn start_at(
     loc: &Locator<'_>,
-    names: &Names,
-    raw: &RawClientGroup,
+    raw: Option<&Spanned<DurationText>>,
     duration: Duration,
-) -> Result<ClientGroup, ScenarioError> {
-    if raw.targets.get_ref().is_empty() {
+) -> Result<Option<Duration>, ScenarioError> {
+    let Some(raw) = raw else {
+        return Ok(None);
+    };
+    let value = raw.get_ref().0;
+    if value >= duration {
         return Err(loc.at(
-            raw.targets.span(),
-            "targets is empty",
-            Some("name server groups or hosts, e.g. targets = [\"server\"]".into()),
+            raw.span(),
+            format!(
+                "start_at {} is not before the end of the scenario ({})",
+                format_duration(value),
+                format_duration(duration)
+            ),
+            Some("the server would never serve; start it earlier".into()),
         ));
     }
+    Ok(Some(value))
+}
+
+/// `service` (default `echo`): what the group registers as. Only meaningful with a
+/// registry, so setting it without one is a mistake.
+fn service_name(cx: &ServerContext<'_>, raw: &RawServerGroup) -> Result<String, ScenarioError> {
+    let Some(service) = &raw.service else {
+        return Ok("echo".into());
+    };
+    if !cx.registry {
+        return Err(cx.loc.at(
+            service.span(),
+            "service is set but there is no registry to register with",
+            Some("add a [registry] table, or remove service".into()),
+        ));
+    }
+    check_service_text(cx.loc, service)
+}
+
+/// A service name: letters, digits, `-`, `_`, `.`; 1..=64 characters.
+fn check_service_text(
+    loc: &Locator<'_>,
+    service: &Spanned<String>,
+) -> Result<String, ScenarioError> {
+    let text = service.get_ref();
+    let plain = text
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if text.is_empty() || text.len() > 64 || !plain {
+        return Err(loc.at(
+            service.span(),
+            format!("invalid service name \"{text}\""),
+            Some("use letters, digits, '-', '_' and '.', at most 64 characters".into()),
+        ));
+    }
+    Ok(text.clone())
+}
+
+/// `forward_to`, `forward_method`, `forward_timeout`: the handler's onward call.
+fn check_forward(
+    cx: &ServerContext<'_>,
+    raw: &RawServerGroup,
+) -> Result<Option<Forward>, ScenarioError> {
+    let loc = cx.loc;
+    let Some(forward_to) = &raw.forward_to else {
+        let stray = [
+            (
+                "forward_method",
+                raw.forward_method.as_ref().map(Spanned::span),
+            ),
+            (
+                "forward_timeout",
+                raw.forward_timeout.as_ref().map(Spanned::span),
+            ),
+        ];
+        if let Some((key, Some(span))) = stray.into_iter().find(|(_, s)| s.is_some()) {
+            return Err(loc.at(
+                span,
+                format!("{key} is set but forward_to is not"),
+                Some("add forward_to = [\"backend\"] or remove it".into()),
+            ));
+        }
+        return Ok(None);
+    };
+    if forward_to.get_ref().is_empty() {
+        return Err(loc.at(
+            forward_to.span(),
+            "forward_to is empty",
+            Some("name server groups or hosts, e.g. forward_to = [\"backend\"]".into()),
+        ));
+    }
+    let own = cx.names.hosts_of(raw.group.get_ref());
     let mut targets = Vec::new();
-    for target in raw.targets.get_ref() {
-        for host in names.resolve(loc, target, "targets", &[Role::Server])? {
+    for target in forward_to.get_ref() {
+        for host in cx
+            .names
+            .resolve(loc, target, "forward_to", &[Role::Server])?
+        {
+            if own.contains(&host) {
+                return Err(loc.at(
+                    target.span(),
+                    format!(
+                        "forward_to: \"{}\" is in this group, which would call itself",
+                        target.get_ref()
+                    ),
+                    Some("forward to another server group".into()),
+                ));
+            }
             if !targets.contains(&host) {
                 targets.push(host);
             }
         }
     }
-    let hosts = names.hosts_of(raw.group.get_ref());
+    let method = match &raw.forward_method {
+        Some(m) => method_name(loc, m)?,
+        None => "Echo.Echo".into(),
+    };
+    Ok(Some(Forward {
+        targets,
+        method,
+        timeout: positive_duration(loc, raw.forward_timeout.as_ref(), "forward_timeout")?,
+    }))
+}
+
+/// Forwarding must end: a chain of groups that leads back to itself would bounce
+/// each call until its deadline.
+fn check_forward_cycles(
+    loc: &Locator<'_>,
+    servers: &[ServerGroup],
+    raw: &[Spanned<RawServerGroup>],
+) -> Result<(), ScenarioError> {
+    let group_of = |host: &str| {
+        servers
+            .iter()
+            .find(|g| g.hosts.iter().any(|h| h.name == host))
+            .map(|g| g.name.as_str())
+    };
+    for (start, raw_group) in servers.iter().zip(raw) {
+        // Walk every path from `start`; the group count bounds the depth.
+        let mut frontier = vec![start.name.as_str()];
+        for _ in 0..servers.len() {
+            let mut next = Vec::new();
+            for group in frontier {
+                let Some(forward) = servers
+                    .iter()
+                    .find(|g| g.name == group)
+                    .and_then(|g| g.forward.as_ref())
+                else {
+                    continue;
+                };
+                for target in forward.targets.iter().filter_map(|t| group_of(t)) {
+                    if target == start.name {
+                        let span = raw_group
+                            .get_ref()
+                            .forward_to
+                            .as_ref()
+                            .map(Spanned::span)
+                            .unwrap_or_else(|| raw_group.span());
+                        return Err(loc.at(
+                            span,
+                            format!("forwarding from \"{}\" leads back to it", start.name),
+                            Some("forwarding chains must end at a group without forward_to".into()),
+                        ));
+                    }
+                    if !next.contains(&target) {
+                        next.push(target);
+                    }
+                }
+            }
+            frontier = next;
+        }
+    }
+    Ok(())
+}
+
+/// What a client group's validation needs to know.
+pub(crate) struct ClientContext<'a> {
+    pub(crate) loc: &'a Locator<'a>,
+    pub(crate) names: &'a Names,
+    pub(crate) duration: Duration,
+    pub(crate) registry: bool,
+    pub(crate) servers: &'a [ServerGroup],
+}
+
+/// One `[[clients]]` table (its names are registered already).
+fn check_client_group(
+    cx: &ClientContext<'_>,
+    raw: &RawClientGroup,
+) -> Result<ClientGroup, ScenarioError> {
+    let loc = cx.loc;
+    let (targets, service) = check_endpoints(cx, raw)?;
+    let balancer = balancer(loc, raw.balancer.as_ref())?;
+    let hash_keys = integer(loc, raw.hash_keys.as_ref(), "hash_keys", 1, HASH_KEYS_MAX)?;
+    if balancer == BalancerKind::ConsistentHash && hash_keys.is_none() {
+        let span = raw.balancer.as_ref().map(Spanned::span).unwrap_or_default();
+        return Err(loc.at(
+            span,
+            "consistent_hash without hash_keys: calls carry no key, so every pick is random",
+            Some("add hash_keys = 200".into()),
+        ));
+    }
+    let pool_size = integer(loc, raw.pool_size.as_ref(), "pool_size", 1, POOL_SIZE_MAX)?
+        .map_or(1, |n| n as usize);
+    let workload = check_workload(loc, raw, cx.duration)?;
+    let resilience = resilience::check_resilience(loc, raw, &workload.mix)?;
+    let hosts = cx.names.hosts_of(raw.group.get_ref());
     let group = raw.group.get_ref().clone();
     Ok(ClientGroup {
         name: group,
         hosts,
         targets,
-        workload: check_workload(loc, raw, duration)?,
+        service,
+        balancer,
+        resilience,
+        hash_keys,
+        pool_size,
+        workload,
         call: CallConfig {
             timeout: positive_duration(loc, raw.timeout.as_ref(), "timeout")?
                 .unwrap_or(Duration::from_secs(1)),
             codec: codec(loc, raw.codec.as_ref())?,
         },
         connection: check_connection(loc, raw.connection.as_ref())?,
+    })
+}
+
+/// Exactly one of `targets` (static endpoints) and `service` (discovered through
+/// the registry): returns (targets, service).
+fn check_endpoints(
+    cx: &ClientContext<'_>,
+    raw: &RawClientGroup,
+) -> Result<(Vec<String>, Option<String>), ScenarioError> {
+    let loc = cx.loc;
+    match (&raw.targets, &raw.service) {
+        (Some(targets), None) => Ok((static_targets(cx, targets)?, None)),
+        (None, Some(service)) => Ok((Vec::new(), Some(discovered_service(cx, service)?))),
+        (Some(targets), Some(_)) => Err(loc.at(
+            targets.span(),
+            "both targets and service are set",
+            Some("targets are static endpoints, service is discovered through the registry: keep one".into()),
+        )),
+        (None, None) => Err(loc.at(
+            raw.group.span(),
+            format!(
+                "client group \"{}\" sets neither targets nor service",
+                raw.group.get_ref()
+            ),
+            Some("add targets = [\"server\"] (static) or service = \"echo\" (with a [registry])".into()),
+        )),
+    }
+}
+
+/// `targets`: server hosts or groups, expanded, duplicates removed.
+fn static_targets(
+    cx: &ClientContext<'_>,
+    raw: &Spanned<Vec<Spanned<String>>>,
+) -> Result<Vec<String>, ScenarioError> {
+    if raw.get_ref().is_empty() {
+        return Err(cx.loc.at(
+            raw.span(),
+            "targets is empty",
+            Some("name server groups or hosts, e.g. targets = [\"server\"]".into()),
+        ));
+    }
+    let mut targets = Vec::new();
+    for target in raw.get_ref() {
+        for host in cx
+            .names
+            .resolve(cx.loc, target, "targets", &[Role::Server])?
+        {
+            if !targets.contains(&host) {
+                targets.push(host);
+            }
+        }
+    }
+    Ok(targets)
+}
+
+/// `service`: needs a registry, and some server group must register under it.
+fn discovered_service(
+    cx: &ClientContext<'_>,
+    service: &Spanned<String>,
+) -> Result<String, ScenarioError> {
+    let loc = cx.loc;
+    if !cx.registry {
+        return Err(loc.at(
+            service.span(),
+            format!(
+                "service \"{}\" is discovered through a registry, but there is none",
+                service.get_ref()
+            ),
+            Some(
+                "add a [registry] table (ttl = \"3s\"), or call static targets = [\"server\"]"
+                    .into(),
+            ),
+        ));
+    }
+    let name = check_service_text(loc, service)?;
+    let known: Vec<&str> = cx
+        .servers
+        .iter()
+        .map(|g| g.service.as_str())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    if !known.contains(&name.as_str()) {
+        return Err(loc.at(
+            service.span(),
+            format!("no server group registers service \"{name}\""),
+            Some(did_you_mean_or_list(&name, &known)),
+        ));
+    }
+    Ok(name)
+}
+
+/// `balancer`: one of core's stable names, default `round_robin`.
+fn balancer(
+    loc: &Locator<'_>,
+    raw: Option<&Spanned<String>>,
+) -> Result<BalancerKind, ScenarioError> {
+    let Some(raw) = raw else {
+        return Ok(BalancerKind::RoundRobin);
+    };
+    raw.get_ref().parse().map_err(|_| {
+        let names: Vec<&str> = BalancerKind::ALL.iter().map(|k| k.as_str()).collect();
+        loc.at(
+            raw.span(),
+            format!("unknown balancer \"{}\"", raw.get_ref()),
+            Some(did_you_mean_or_list(raw.get_ref(), &names)),
+        )
     })
 }
 
@@ -578,14 +1005,24 @@ fn check_workload(
 
 /// `method` or `mix` (default `Echo.Echo`).
 fn check_mix(loc: &Locator<'_>, raw: &RawClientGroup) -> Result<Vec<MethodWeight>, ScenarioError> {
+    let idempotent = raw.idempotent.as_ref().is_some_and(|i| *i.get_ref());
+    if let (Some(flag), Some(_)) = (&raw.idempotent, &raw.mix) {
+        return Err(loc.at(
+            flag.span(),
+            "idempotent at the client level applies to `method`, but this client has a mix",
+            Some("set idempotent = true on each mix entry instead".into()),
+        ));
+    }
     match (&raw.method, &raw.mix) {
         (Some(method), None) => Ok(vec![MethodWeight {
             method: method_name(loc, method)?,
             weight: 1,
+            idempotent,
         }]),
         (None, None) => Ok(vec![MethodWeight {
             method: "Echo.Echo".into(),
             weight: 1,
+            idempotent,
         }]),
         (Some(method), Some(_)) => Err(loc.at(
             method.span(),
@@ -613,7 +1050,11 @@ fn check_mix(loc: &Locator<'_>, raw: &RawClientGroup) -> Result<Vec<MethodWeight
                 }
                 let weight =
                     integer(loc, entry.weight.as_ref(), "weight", 1, WEIGHT_MAX)?.unwrap_or(1);
-                out.push(MethodWeight { method, weight });
+                out.push(MethodWeight {
+                    method,
+                    weight,
+                    idempotent: entry.idempotent.unwrap_or(false),
+                });
             }
             Ok(out)
         }
