@@ -3,17 +3,20 @@
 //! expectations on the trace. A run is a pure function of (scenario, seed, code).
 
 use std::collections::BTreeSet;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
 use squall::SeedSource;
+use tokio::sync::watch;
 
 use crate::expect::{evaluate, Verdict};
 use crate::host::client::ClientState;
+use crate::host::registry::RegistryState;
 use crate::host::server::ServerState;
-use crate::host::{client, server};
+use crate::host::{client, registry, server};
 use crate::recorder::Recorder;
-use crate::scenario::{Fault, FaultAction, Link, Scenario};
+use crate::scenario::{Fault, FaultAction, Link, Scenario, REGISTRY_HOST};
 use crate::trace::{EventKind, Trace};
 
 /// The host name the harness records its own events under.
@@ -93,29 +96,46 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<RunOutcome, RunError> {
         .tcp_capacity(4096);
     let mut sim = builder.build();
 
+    if scenario.registry.is_some() {
+        let state = Arc::new(RegistryState {
+            incarnation: AtomicU64::new(0),
+            seeds: seeds.child(REGISTRY_HOST),
+        });
+        sim.host(REGISTRY_HOST, registry::software(state, recorder.clone()));
+    }
     let methods = methods(scenario);
     let mut servers = Vec::new();
-    for host in scenario.server_hosts() {
-        let state = Arc::new(ServerState {
-            name: host.name.clone(),
-            behaviour: Mutex::new(host.behaviour.clone()),
-            rng: Mutex::new(seeds.stream(&format!("{}/handler", host.name))),
-            methods: methods.clone(),
-        });
-        sim.host(
-            host.name.as_str(),
-            server::software(Arc::clone(&state), recorder.clone()),
-        );
-        servers.push(state);
+    for group in &scenario.servers {
+        for host in &group.hosts {
+            let state = Arc::new(ServerState {
+                name: host.name.clone(),
+                behaviour: Mutex::new(host.behaviour.clone()),
+                rng: Mutex::new(seeds.stream(&format!("{}/handler", host.name))),
+                methods: methods.clone(),
+                service: group.service.clone(),
+                weight: host.weight,
+                start_at: host.start_at,
+                forward: group.forward.clone(),
+                registry: scenario.registry.clone(),
+                leave: watch::channel(false).0,
+                seeds: seeds.child(&host.name),
+            });
+            let software = server::software(Arc::clone(&state), recorder.clone());
+            sim.host(host.name.as_str(), software);
+            servers.push(state);
+        }
     }
     let mut clients = Vec::new();
     for (group, host) in scenario.client_hosts() {
         let rng = seeds.stream(&format!("{host}/workload"));
         let state = Arc::new(ClientState::new(host, group.clone(), rng));
-        sim.host(
-            host,
-            client::software(Arc::clone(&state), recorder.clone(), seeds.child(host)),
+        let software = client::software(
+            Arc::clone(&state),
+            recorder.clone(),
+            seeds.child(host),
+            scenario.registry.clone(),
         );
+        sim.host(host, software);
         clients.push(state);
     }
     recorder.record_at(
@@ -131,6 +151,7 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<RunOutcome, RunError> {
         recorder: &recorder,
         servers: &servers,
         clients: &clients,
+        has_registry: scenario.registry.is_some(),
     };
     let mut faults = scenario.faults.iter().peekable();
     let mut steps = 0u64;
@@ -174,6 +195,7 @@ struct World<'a> {
     recorder: &'a Recorder,
     servers: &'a [Arc<ServerState>],
     clients: &'a [Arc<ClientState>],
+    has_registry: bool,
 }
 
 impl World<'_> {
@@ -207,7 +229,17 @@ impl World<'_> {
             }
             FaultAction::Crash { hosts } => hosts.iter().for_each(|h| self.crash(h, at)),
             FaultAction::Restart { hosts } => {
-                hosts.iter().for_each(|h| self.sim.bounce(h.as_str()))
+                for host in hosts {
+                    if let Some(server) = self.servers.iter().find(|s| &s.name == host) {
+                        server.leave.send_replace(false);
+                    }
+                    self.sim.bounce(host.as_str());
+                }
+            }
+            FaultAction::Leave { hosts } => {
+                for server in self.servers.iter().filter(|s| hosts.contains(&s.name)) {
+                    server.leave.send_replace(true);
+                }
             }
             FaultAction::SilentDeath { hosts } => {
                 for host in hosts {
@@ -255,8 +287,10 @@ impl World<'_> {
 
     fn all_hosts(&self) -> Vec<String> {
         let servers = self.servers.iter().map(|s| s.name.clone());
+        let registry = self.has_registry.then(|| REGISTRY_HOST.to_owned());
         servers
             .chain(self.clients.iter().map(|c| c.name.clone()))
+            .chain(registry)
             .collect()
     }
 

@@ -10,7 +10,12 @@
 //! **Cost** = RTT estimate × (outstanding calls + 1).
 //!
 //! **RTT estimate** (updated when a call finishes, in [`Balancer::on_finish`]):
-//! - before the first sample it is `default_rtt`, and the first sample replaces it;
+//! - before the first sample it is the lower of `default_rtt` and the best
+//!   current estimate among sampled endpoints — a newcomer is assumed as good as
+//!   the best known endpoint, so it is probed at once instead of being starved
+//!   whenever real RTTs sit below the default (Finagle starts new nodes at cost 0
+//!   for the same reason; the outstanding-calls factor stops a burst) — and the
+//!   first sample replaces it;
 //! - a sample *above* the estimate replaces it at once (the peak: react to a
 //!   slowdown within one call);
 //! - otherwise `est = est·e^(−Δt/τ) + rtt·(1 − e^(−Δt/τ))`, Δt = time since the
@@ -114,9 +119,21 @@ impl PeakEwma {
         self.loads.get(addr).map(|load| self.load_cost(load, now))
     }
 
+    /// The prior for an endpoint with no sample yet: the default RTT, or the
+    /// best decayed estimate among sampled endpoints if that is lower.
+    fn prior_secs(&self, now: Instant) -> f64 {
+        self.loads
+            .values()
+            .filter_map(|load| {
+                let sampled_at = load.sampled_at?;
+                Some(load.estimate_secs * self.weight_of_old(sampled_at, now))
+            })
+            .fold(self.config.default_rtt.as_secs_f64(), f64::min)
+    }
+
     fn load_cost(&self, load: &Load, now: Instant) -> f64 {
         let estimate_secs = match load.sampled_at {
-            None => self.config.default_rtt.as_secs_f64(),
+            None => self.prior_secs(now),
             Some(sampled_at) => load.estimate_secs * self.weight_of_old(sampled_at, now),
         };
         // u64 → f64 loses precision only above 2^53 calls in flight.
@@ -321,13 +338,34 @@ mod tests {
     fn p2c_retries_a_once_slow_endpoint_after_its_estimate_decays() {
         // Proves idle decay: an endpoint whose estimate peaked at 1 s is avoided
         // while fresh, but after 60 s without samples (6τ) its cost has decayed
-        // below the others' 30 ms default and it wins the comparison again.
+        // (to ~2.5 ms) below a steady 30 ms neighbour and it wins again.
         let start = t0();
         let mut balancer = balancer(2);
         balancer.on_finish("a", Duration::from_secs(1), start);
+        balancer.on_finish("b", Duration::from_millis(30), start);
         let fresh = pick_with(start, &all_available);
         assert!((0..100).all(|_| balancer.pick(&fresh) == Some(1)));
-        let later = pick_with(start + Duration::from_secs(60), &all_available);
+        let later = start + Duration::from_secs(60);
+        balancer.on_finish("b", Duration::from_millis(30), later);
+        let later = pick_with(later, &all_available);
         assert!((0..100).all(|_| balancer.pick(&later) == Some(0)));
+    }
+
+    #[test]
+    fn p2c_probes_a_new_endpoint_at_once_when_known_ones_beat_the_default() {
+        // Proves a newcomer is not starved: with two endpoints answering in 2 ms
+        // (far below the 30 ms default RTT), a third with no sample yet is costed
+        // like the best known one, so it gets a fair share of picks right away.
+        let now = t0();
+        let mut balancer = balancer(3);
+        for _ in 0..10 {
+            balancer.on_finish("a", Duration::from_millis(2), now);
+            balancer.on_finish("b", Duration::from_millis(2), now);
+        }
+        let picks = pick_with(now, &all_available);
+        let on_c = (0..3000)
+            .filter(|_| balancer.pick(&picks) == Some(2))
+            .count();
+        assert!(on_c > 600, "the new endpoint got {on_c} of 3000 picks");
     }
 }

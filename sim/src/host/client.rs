@@ -12,15 +12,17 @@ use rand::Rng as _;
 use serde_bytes::ByteBuf;
 use squall::client::Caller;
 use squall::discovery::{DiscoveryEvent, DiscoveryObserver};
+use squall::registry::{RemoteRegistry, RemoteRegistryConfig, ResolverConfig};
 use squall::{
-    BalancerKind, CallOptions, ChannelConfig, Client, Endpoint, FailMode, RetryPolicy, SeedSource,
-    ServiceClient, ServiceClientConfig, Status,
+    CallOptions, ChannelConfig, Client, Endpoint, Pool, Resolver, SeedSource, ServiceClient,
+    ServiceClientConfig, Status,
 };
 
-use super::{CALL_KEY, CLIENT_KEY};
+use super::server::{control_channel, registry_addr};
+use super::{sleep_until_sim, CALL_KEY, CLIENT_KEY};
 use crate::net::{SimTransport, SERVER_PORT};
 use crate::recorder::{now, Recorder};
-use crate::scenario::{ClientGroup, Load};
+use crate::scenario::{ClientGroup, Load, MethodWeight, RegistryConfig};
 use crate::trace::EventKind;
 
 /// A call that started and has not ended.
@@ -86,17 +88,26 @@ impl ClientState {
         calls.len()
     }
 
-    fn pick_method(&self) -> String {
+    fn pick_method(&self) -> MethodWeight {
         let mix = &self.group.workload.mix;
         let total: u64 = mix.iter().map(|m| u64::from(m.weight)).sum();
         let mut ticket = lock(&self.rng).gen_range(0..total.max(1));
         for entry in mix {
             if ticket < u64::from(entry.weight) {
-                return entry.method.clone();
+                return entry.clone();
             }
             ticket -= u64::from(entry.weight);
         }
-        mix.last().map(|m| m.method.clone()).unwrap_or_default()
+        mix.last().cloned().unwrap_or(MethodWeight {
+            method: "Echo.Echo".to_owned(),
+            weight: 1,
+            idempotent: false,
+        })
+    }
+
+    fn pick_key(&self) -> Option<String> {
+        let keys = self.group.hash_keys?;
+        Some(format!("k{}", lock(&self.rng).gen_range(0..keys.max(1))))
     }
 
     fn next_gap(&self, rate_per_second: f64) -> Duration {
@@ -164,6 +175,9 @@ fn observer(state: Arc<ClientState>, recorder: Recorder) -> DiscoveryObserver {
     })
 }
 
+/// Metadata key carrying a call's hash key (consistent hashing).
+pub const HASH_KEY: &str = "hash-key";
+
 /// The outcome recorded when a reply is not the echo of the call's own payload.
 pub const MISDELIVERED: &str = "MisdeliveredReply";
 
@@ -184,20 +198,29 @@ async fn call_once<C: Caller>(
     payload: Arc<ByteBuf>,
 ) {
     let call = state.next_call.fetch_add(1, Ordering::Relaxed);
-    let method = state.pick_method();
+    let MethodWeight {
+        method, idempotent, ..
+    } = state.pick_method();
+    let key = state.pick_key();
     let started = now();
     recorder.record(
         &state.name,
         EventKind::CallStart {
             call,
             method: method.clone(),
-            key: None,
+            key: key.clone(),
         },
     );
     lock(&state.in_flight).insert(call, InFlight { started });
-    let options = CallOptions::new()
+    let mut options = CallOptions::new()
         .metadata(CLIENT_KEY, state.name.clone())
         .metadata(CALL_KEY, call.to_string());
+    if let Some(key) = key {
+        options = options.metadata(HASH_KEY, key);
+    }
+    if idempotent {
+        options = options.idempotent();
+    }
     // The payload names its call, so a reply delivered to the wrong caller is
     // caught: servers echo it back.
     let body = call_payload(&state.name, call, payload.len());
@@ -225,14 +248,6 @@ async fn call_once<C: Caller>(
             may_have_executed,
         },
     );
-}
-
-/// Sleeps until simulated time `at`.
-async fn sleep_until_sim(at: Duration) {
-    let current = now();
-    if at > current {
-        tokio::time::sleep(at - current).await;
-    }
 }
 
 async fn drive<C: Caller>(client: Client<C>, state: Arc<ClientState>, recorder: Recorder) {
@@ -286,10 +301,13 @@ pub fn software(
     state: Arc<ClientState>,
     recorder: Recorder,
     seeds: SeedSource,
+    registry: Option<RegistryConfig>,
 ) -> impl Fn() -> Pin<Box<dyn Future<Output = turmoil::Result>>> {
     move || {
         let state = Arc::clone(&state);
         let recorder = recorder.clone();
+        let seeds = seeds.clone();
+        let registry = registry.clone();
         Box::pin(async move {
             let group = &state.group;
             let transport = SimTransport::new(&state.name, recorder.clone());
@@ -299,29 +317,52 @@ pub fn software(
                 keepalive_timeout: group.connection.keepalive_timeout,
                 ..ChannelConfig::default()
             };
-            let endpoints = group
-                .targets
-                .iter()
-                .map(|host| Endpoint::new(format!("{host}:{SERVER_PORT}"), 1))
-                .collect();
+            let resilience = &group.resilience;
             let config = ServiceClientConfig {
-                balancer: BalancerKind::RoundRobin,
-                pool_size: 1,
+                balancer: group.balancer,
+                pool_size: group.pool_size,
                 channel,
-                breaker: None,
-                retry: RetryPolicy {
-                    max_attempts: 1,
-                    ..RetryPolicy::default()
-                },
-                fail_mode: FailMode::FailFast,
-                budget: None,
-                hedge: None,
+                breaker: resilience.breaker.clone(),
+                retry: resilience.retry.clone(),
+                fail_mode: resilience.fail_mode,
+                budget: resilience.budget.clone(),
+                hedge: resilience.hedge.clone(),
+                hash_key: HASH_KEY.to_owned(),
                 call_id_key: CALL_KEY.to_owned(),
-                seed: seeds.child(&state.name),
+                seed: seeds.clone(),
                 observer: Some(observer(Arc::clone(&state), recorder.clone())),
                 ..ServiceClientConfig::default()
             };
-            let caller = ServiceClient::new(transport, "static", endpoints, config);
+            let caller = match (&group.service, &registry) {
+                (Some(service), Some(registry)) => {
+                    let pool = Pool::new(transport.clone(), &registry_addr(), control_channel(), 1);
+                    let remote = RemoteRegistry::with_config(
+                        pool,
+                        RemoteRegistryConfig {
+                            call_timeout: Duration::from_secs(1),
+                            watch_wait: registry.watch_timeout,
+                        },
+                    );
+                    let resolver = Resolver::spawn(
+                        Arc::new(remote),
+                        service.clone(),
+                        ResolverConfig {
+                            watch_timeout: registry.watch_timeout,
+                            call_timeout: Duration::from_secs(1),
+                            ..ResolverConfig::default()
+                        },
+                    );
+                    ServiceClient::with_resolver(transport, resolver, config)
+                }
+                _ => {
+                    let endpoints = group
+                        .targets
+                        .iter()
+                        .map(|host| Endpoint::new(format!("{host}:{SERVER_PORT}"), 1))
+                        .collect();
+                    ServiceClient::new(transport, "static", endpoints, config)
+                }
+            };
             let client = Client::new(caller)
                 .with_codec(group.call.codec)
                 .with_timeout(Some(group.call.timeout));
