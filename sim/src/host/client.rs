@@ -306,7 +306,7 @@ pub fn software(
     move || {
         let state = Arc::clone(&state);
         let recorder = recorder.clone();
-        let seeds = seeds.clone();
+        let seeds = seeds;
         let registry = registry.clone();
         Box::pin(async move {
             let group = &state.group;
@@ -325,11 +325,11 @@ pub fn software(
                 breaker: resilience.breaker.clone(),
                 retry: resilience.retry.clone(),
                 fail_mode: resilience.fail_mode,
-                budget: resilience.budget.clone(),
-                hedge: resilience.hedge.clone(),
+                budget: resilience.budget,
+                hedge: resilience.hedge,
                 hash_key: HASH_KEY.to_owned(),
                 call_id_key: CALL_KEY.to_owned(),
-                seed: seeds.clone(),
+                seed: seeds,
                 observer: Some(observer(Arc::clone(&state), recorder.clone())),
                 ..ServiceClientConfig::default()
             };
