@@ -590,7 +590,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
     #[test]
-    fn mutated_scenarios_never_panic(file in 0usize..6, edits in proptest::collection::vec(mutation(), 1..4)) {
+    fn mutated_scenarios_never_panic(file in 0usize..64, edits in proptest::collection::vec(mutation(), 1..4)) {
         // Proves from_str returns Ok or Err — never panics — on damaged versions of every shipped file.
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../scenarios");
         let mut paths: Vec<_> = std::fs::read_dir(dir).expect("scenarios/ exists").filter_map(|e| e.ok().map(|e| e.path())).collect();
