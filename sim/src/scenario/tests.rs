@@ -637,10 +637,46 @@ fn fault_and_expectation_examples_in_the_docs_parse() {
         .filter(|block| block.starts_with("[[faults]]") || block.starts_with("[[expect]]"))
         .collect();
     assert_eq!(blocks.len(), 2, "one faults block and one expect block");
+    // A client with hash keys and a breaker, and a registry: what leave, the
+    // breaker kinds and the key kinds need.
+    let fixture = BASE.replace("replicas = 2", "replicas = 1").replace(
+        "rate = 100",
+        "rate = 100\nhash_keys = 50\n[clients.breaker]\n[registry]",
+    );
     for block in blocks {
-        let text = BASE.replace("replicas = 2", "replicas = 1") + block;
-        parse(&text).unwrap_or_else(|e| panic!("{e:#}"));
+        parse(&format!("{fixture}{block}")).unwrap_or_else(|e| panic!("{e:#}\n{block}"));
     }
+}
+
+#[test]
+fn topology_examples_in_the_docs_parse() {
+    // Proves every [registry], [[servers]] and [[clients]] example block in the
+    // docs is valid: servers next to a discovering client, clients next to three
+    // servers and a registry.
+    let docs =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/SCENARIOS.md"))
+            .expect("docs exist");
+    let blocks: Vec<&str> = docs
+        .split("```toml\n")
+        .skip(1)
+        .filter_map(|rest| rest.split_once("```").map(|(block, _)| block))
+        .collect();
+    let head = "name = \"t\"\ndescription = \"docs\"\nduration = \"30s\"\n";
+    let mut checked = 0;
+    for block in blocks {
+        let text = if block.starts_with("[registry]") {
+            format!("{BASE}{block}")
+        } else if block.starts_with("[[servers]]") {
+            format!("{head}[registry]\n{block}[[clients]]\ngroup = \"c\"\nservice = \"echo\"\nrate = 1\n")
+        } else if block.starts_with("[[clients]]") {
+            format!("{head}[registry]\n[[servers]]\ngroup = \"server\"\nreplicas = 3\n{block}")
+        } else {
+            continue;
+        };
+        parse(&text).unwrap_or_else(|e| panic!("{e:#}\n{text}"));
+        checked += 1;
+    }
+    assert!(checked >= 6, "found only {checked} topology examples");
 }
 
 /// `BASE` with a `[registry]` table and the client discovering `echo`, plus `extra`.
