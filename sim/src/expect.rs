@@ -1,6 +1,6 @@
 //! Expectations checked on a trace: [`evaluate`] turns a scenario's
-//! `[[expect]]` entries, plus the implicit "every call resolved exactly once",
-//! into [`Verdict`]s.
+//! `[[expect]]` entries, plus two implicit checks — "every call resolved exactly
+//! once" and "no call reported not-executed was executed" — into [`Verdict`]s.
 //!
 //! What is counted where (see also [`Filter`]):
 //! - **Call-based** checks (success_rate, latency, max_failed_calls) look at calls:
@@ -11,9 +11,23 @@
 //!   call loads two servers; its `call.end` names only the last). An attempt is in a
 //!   window when it was *sent* in it.
 //!
+//!   The resilience kinds (retry_amplification, executions_per_call,
+//!   handlers_end_by_deadline) and the key kinds (key_affinity,
+//!   keys_moved_only_from) are call-based too.
+//! - **Breaker** checks look at `breaker` events (recorded on client hosts),
+//!   placed by the transition's time.
+//!
 //! An expectation that matches nothing fails rather than passing vacuously (a
 //! success rate over zero calls proves nothing), except the ones whose point is
 //! absence: no_calls and max_failed_calls.
+//!
+//! # Layout
+//! - this file: the [`Index`] the trace is regrouped into, the implicit checks,
+//!   and the call/attempt kinds.
+//! - `breaker`: breaker_opened, breaker_closed, breaker_min_open.
+//! - `execution`: retry_amplification, executions_per_call,
+//!   handlers_end_by_deadline, and the implicit not-executed check.
+//! - `keys`: key_affinity, keys_moved_only_from.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -21,6 +35,10 @@ use std::time::Duration;
 
 use crate::scenario::{format_duration, Check, Expectation, Filter, OutcomeFilter, Scenario};
 use crate::trace::{EventKind, Trace};
+
+mod breaker;
+mod execution;
+mod keys;
 
 /// The outcome string of a successful call in the trace.
 const OK: &str = "Ok";
@@ -55,10 +73,18 @@ impl fmt::Display for Verdict {
 }
 
 /// Checks every expectation of `scenario` against `trace`: first the implicit
-/// "every call resolved exactly once", then the file's, in file order.
+/// "every call resolved exactly once" and "no call reported not-executed was
+/// executed", then the file's, in file order.
 pub fn evaluate(scenario: &Scenario, trace: &Trace) -> Vec<Verdict> {
-    let index = Index::build(trace);
-    let mut verdicts = vec![index.exactly_once()];
+    let mut index = Index::build(trace);
+    index.timeouts = scenario
+        .client_hosts()
+        .map(|(group, host)| (host.to_string(), group.call.timeout))
+        .collect();
+    let mut verdicts = vec![
+        index.exactly_once(),
+        index.not_executed_means_not_executed(),
+    ];
     verdicts.extend(scenario.expectations.iter().map(|e| index.check(e)));
     verdicts
 }
@@ -72,8 +98,40 @@ struct Call<'t> {
     start: Option<Duration>,
     /// How many `call.start` events carried this key (1 when correct).
     starts: u32,
-    /// Every `call.end`: (outcome, latency). Exactly one when correct.
-    ends: Vec<(&'t str, Duration)>,
+    /// The hash key from `call.start`, when the workload sets one.
+    key: Option<&'t str>,
+    /// Every `call.end`. Exactly one when correct.
+    ends: Vec<End<'t>>,
+}
+
+/// One `call.end`.
+#[derive(Debug)]
+struct End<'t> {
+    /// `Ok` or the status code name.
+    outcome: &'t str,
+    /// From start to resolution.
+    latency: Duration,
+    /// The last attempt's endpoint (`None` if no attempt reached one).
+    endpoint: Option<&'t str>,
+    /// Whether a failure may have run on a server.
+    may_have_executed: bool,
+}
+
+/// A breaker transition, as recorded on a client host.
+#[derive(Debug)]
+struct Transition<'t> {
+    client: &'t str,
+    at: Duration,
+    endpoint: &'t str,
+    to: &'t str,
+}
+
+/// The handler runs one server made for one call: `server.executed` count and
+/// the `server.done` times.
+#[derive(Debug, Default)]
+struct Runs {
+    executed: u32,
+    done: Vec<Duration>,
 }
 
 /// One attempt: who sent it, for which call, when, to whom.
@@ -92,6 +150,16 @@ struct Index<'t> {
     calls: BTreeMap<(&'t str, u64), Call<'t>>,
     /// Attempts in trace order.
     attempts: Vec<Attempt<'t>>,
+    /// (client host, call number) → attempts sent for it (hedges included).
+    attempts_per_call: BTreeMap<(&'t str, u64), u32>,
+    /// (client host, call number) → `server.executed` events naming it, on any server.
+    executions: BTreeMap<(&'t str, u64), u32>,
+    /// (server host, client host, call number) → that server's handler runs.
+    runs: BTreeMap<(&'t str, &'t str, u64), Runs>,
+    /// Breaker transitions in trace order.
+    transitions: Vec<Transition<'t>>,
+    /// Client host → its group's overall call timeout (from the scenario).
+    timeouts: BTreeMap<String, Duration>,
 }
 
 impl<'t> Index<'t> {
@@ -100,24 +168,33 @@ impl<'t> Index<'t> {
         for event in &trace.events {
             let host = event.host.as_str();
             match &event.kind {
-                EventKind::CallStart { call, method, .. } => {
+                EventKind::CallStart { call, method, key } => {
                     let entry = index.calls.entry((host, *call)).or_default();
                     entry.starts += 1;
                     entry.method.get_or_insert(method.as_str());
                     entry.start.get_or_insert(event.at);
+                    if entry.key.is_none() {
+                        entry.key = key.as_deref();
+                    }
                 }
                 EventKind::CallEnd {
                     call,
+                    endpoint,
                     outcome,
                     latency,
-                    ..
+                    may_have_executed,
                 } => {
                     index
                         .calls
                         .entry((host, *call))
                         .or_default()
                         .ends
-                        .push((outcome.as_str(), *latency));
+                        .push(End {
+                            outcome: outcome.as_str(),
+                            latency: *latency,
+                            endpoint: endpoint.as_deref(),
+                            may_have_executed: *may_have_executed,
+                        });
                 }
                 EventKind::Attempt { call, endpoint, .. } => {
                     index.attempts.push(Attempt {
@@ -126,11 +203,39 @@ impl<'t> Index<'t> {
                         at: event.at,
                         endpoint: endpoint.as_str(),
                     });
+                    *index.attempts_per_call.entry((host, *call)).or_default() += 1;
                 }
-                _ => {}
+                _ => index.add_server_or_breaker(host, event.at, &event.kind),
             }
         }
         index
+    }
+
+    /// The events the resilience checks read: handler runs and breaker transitions.
+    fn add_server_or_breaker(&mut self, host: &'t str, at: Duration, kind: &'t EventKind) {
+        match kind {
+            EventKind::Executed { client, call, .. } => {
+                *self.executions.entry((client.as_str(), *call)).or_default() += 1;
+                self.runs
+                    .entry((host, client.as_str(), *call))
+                    .or_default()
+                    .executed += 1;
+            }
+            EventKind::HandlerDone { client, call, .. } => {
+                self.runs
+                    .entry((host, client.as_str(), *call))
+                    .or_default()
+                    .done
+                    .push(at);
+            }
+            EventKind::Breaker { endpoint, to, .. } => self.transitions.push(Transition {
+                client: host,
+                at,
+                endpoint: endpoint.as_str(),
+                to: to.as_str(),
+            }),
+            _ => {}
+        }
     }
 
     /// The implicit check: each `call.start` has exactly one `call.end`, and no
@@ -197,12 +302,18 @@ impl<'t> Index<'t> {
             } => self.call_share(filter, endpoints, *min, *max),
             Check::NoCalls { endpoints } => self.no_calls(filter, endpoints),
             Check::MaxFailedCalls { max } => self.max_failed_calls(filter, *max),
-            // Evaluators for the discovery and resilience kinds land in the next commit.
-            _ => (
-                "an evaluator".to_string(),
-                "not evaluated yet".to_string(),
-                false,
-            ),
+            Check::BreakerOpened { endpoint, min } => self.breaker_opened(filter, endpoint, *min),
+            Check::BreakerClosed { endpoint } => self.breaker_closed(filter, endpoint),
+            Check::BreakerMinOpen { endpoint, min } => {
+                self.breaker_min_open(filter, endpoint, *min)
+            }
+            Check::RetryAmplification { max } => self.retry_amplification(filter, *max),
+            Check::ExecutionsPerCall { max } => self.executions_per_call(filter, *max),
+            Check::KeyAffinity { max_endpoints } => self.key_affinity(filter, *max_endpoints),
+            Check::KeysMovedOnlyFrom { endpoint, at } => {
+                self.keys_moved_only_from(filter, endpoint, *at)
+            }
+            Check::HandlersEndByDeadline { slack } => self.handlers_end_by_deadline(filter, *slack),
         };
         Verdict {
             name: expectation.name.clone(),
@@ -245,8 +356,8 @@ impl<'t> Index<'t> {
         for (_, call) in self.calls(filter) {
             total += 1;
             match call.ends.first() {
-                Some((OK, _)) => {}
-                Some((outcome, _)) => *failures.entry(outcome).or_default() += 1,
+                Some(end) if end.outcome == OK => {}
+                Some(end) => *failures.entry(end.outcome).or_default() += 1,
                 None => *failures.entry("unresolved").or_default() += 1,
             }
         }
@@ -276,12 +387,12 @@ impl<'t> Index<'t> {
         let mut latencies: Vec<Duration> = self
             .calls(filter)
             .filter_map(|(_, call)| call.ends.first())
-            .filter(|(result, _)| match outcome {
+            .filter(|end| match outcome {
                 OutcomeFilter::Any => true,
-                OutcomeFilter::Ok => *result == OK,
-                OutcomeFilter::Failed => *result != OK,
+                OutcomeFilter::Ok => end.outcome == OK,
+                OutcomeFilter::Failed => end.outcome != OK,
             })
-            .map(|(_, latency)| *latency)
+            .map(|end| end.latency)
             .collect();
         let wanted = bounds_text(min.map(format_duration), max.map(format_duration));
         let Some(value) = nearest_rank(&mut latencies, percentile) else {
@@ -361,8 +472,8 @@ impl<'t> Index<'t> {
     fn max_failed_calls(&self, filter: &Filter, max: u64) -> (String, String, bool) {
         let mut failures: BTreeMap<&str, u64> = BTreeMap::new();
         for (_, call) in self.calls(filter) {
-            if let Some((outcome, _)) = call.ends.first().filter(|(o, _)| *o != OK) {
-                *failures.entry(outcome).or_default() += 1;
+            if let Some(end) = call.ends.first().filter(|end| end.outcome != OK) {
+                *failures.entry(end.outcome).or_default() += 1;
             }
         }
         let failed: u64 = failures.values().sum();

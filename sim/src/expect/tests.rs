@@ -102,6 +102,86 @@ impl TraceBuilder {
         self.push(at_ms, client, kind)
     }
 
+    /// A call with hash key `key` answered Ok by `endpoint` after 5ms.
+    fn keyed(
+        &mut self,
+        at_ms: u64,
+        client: &str,
+        call: u64,
+        key: &str,
+        endpoint: &str,
+    ) -> &mut Self {
+        self.push(
+            at_ms,
+            client,
+            EventKind::CallStart {
+                call,
+                method: "Echo.Echo".into(),
+                key: Some(key.into()),
+            },
+        );
+        self.attempt(at_ms, client, call, endpoint);
+        self.end_full(at_ms + 5, client, call, Some(endpoint), "Ok", false)
+    }
+
+    /// A `call.end` with every field chosen.
+    fn end_full(
+        &mut self,
+        at_ms: u64,
+        client: &str,
+        call: u64,
+        endpoint: Option<&str>,
+        outcome: &str,
+        may_have_executed: bool,
+    ) -> &mut Self {
+        let kind = EventKind::CallEnd {
+            call,
+            endpoint: endpoint.map(str::to_string),
+            outcome: outcome.into(),
+            latency: ms(5),
+            may_have_executed,
+        };
+        self.push(at_ms, client, kind)
+    }
+
+    /// `server.executed` on `server` for `client`'s call.
+    fn executed(&mut self, at_ms: u64, server: &str, client: &str, call: u64) -> &mut Self {
+        let kind = EventKind::Executed {
+            client: client.into(),
+            call,
+            method: "Echo.Echo".into(),
+        };
+        self.push(at_ms, server, kind)
+    }
+
+    /// `server.done` on `server` for `client`'s call.
+    fn done(&mut self, at_ms: u64, server: &str, client: &str, call: u64) -> &mut Self {
+        let kind = EventKind::HandlerDone {
+            client: client.into(),
+            call,
+            method: "Echo.Echo".into(),
+            outcome: "cancelled".into(),
+        };
+        self.push(at_ms, server, kind)
+    }
+
+    /// A breaker transition of `client`'s breaker for `endpoint`.
+    fn breaker(
+        &mut self,
+        at_ms: u64,
+        client: &str,
+        endpoint: &str,
+        from: &str,
+        to: &str,
+    ) -> &mut Self {
+        let kind = EventKind::Breaker {
+            endpoint: endpoint.into(),
+            from: from.into(),
+            to: to.into(),
+        };
+        self.push(at_ms, client, kind)
+    }
+
     fn build(&mut self) -> Trace {
         Trace {
             events: std::mem::take(&mut self.events),
@@ -109,11 +189,38 @@ impl TraceBuilder {
     }
 }
 
-/// The verdict of the file's only expectation (index 1; 0 is the implicit one).
+/// The verdict of the file's only expectation (index 2; 0 and 1 are the implicit ones).
 fn only(scenario: &Scenario, trace: &Trace) -> Verdict {
     let verdicts = evaluate(scenario, trace);
-    assert_eq!(verdicts.len(), 2, "{verdicts:?}");
-    verdicts[1].clone()
+    assert_eq!(verdicts.len(), 3, "{verdicts:?}");
+    verdicts[2].clone()
+}
+
+/// Like [`scenario`], but the clients retry (failover), have breakers, send
+/// hash keys and time out after 1s: what the resilience and key kinds need.
+fn resilient(expect: &str) -> Scenario {
+    let text = format!(
+        r#"name = "t"
+description = "evaluator fixture"
+duration = "30s"
+[[servers]]
+group = "server"
+replicas = 3
+[[clients]]
+group = "client"
+replicas = 2
+targets = ["server"]
+rate = 10
+idempotent = true
+timeout = "1s"
+fail_mode = "failover"
+hash_keys = 10
+[clients.retry]
+max_attempts = 3
+[clients.breaker]
+{expect}"#
+    );
+    Scenario::from_str(&text, "t.toml").unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 #[test]
@@ -389,8 +496,294 @@ fn verdicts_carry_the_expectation_name_and_line() {
     let s = scenario("[[expect]]\nname = \"healthy\"\nkind = \"success_rate\"\nmin = 1\n");
     let verdict = only(&s, &Trace::default());
     assert_eq!((verdict.name.as_str(), verdict.line), ("healthy", Some(13)));
+    assert_eq!(evaluate(&s, &Trace::default())[1].line, None);
     assert_eq!(
         verdict.to_string(),
         "FAIL healthy: wanted >= 1, observed no calls matched"
     );
+}
+
+#[test]
+fn not_executed_calls_that_ran_fail_the_implicit_check() {
+    // Proves the second implicit verdict: a failure reported with
+    // may_have_executed=false must have no server.executed, while a failure that
+    // may have executed, or an Ok call, may have any.
+    let s = scenario("");
+    let mut trace = TraceBuilder::default();
+    trace
+        .start(0, "client-1", 0, "Echo.Echo")
+        .attempt(0, "client-1", 0, "server-1")
+        .end_full(9, "client-1", 0, Some("server-1"), "Unavailable", false);
+    trace
+        .start(0, "client-1", 1, "Echo.Echo")
+        .executed(2, "server-1", "client-1", 1)
+        .end_full(9, "client-1", 1, Some("server-1"), "Unavailable", true);
+    let clean = trace.build();
+    let verdict = &evaluate(&s, &clean)[1];
+    assert!(verdict.pass, "{verdict}");
+    assert_eq!(verdict.name, "no call reported not-executed was executed");
+    assert_eq!(verdict.observed, "1 calls reported not executed, none ran");
+    trace
+        .start(0, "client-1", 0, "Echo.Echo")
+        .executed(2, "server-1", "client-1", 0)
+        .end_full(9, "client-1", 0, Some("server-1"), "Unavailable", false);
+    let verdict = &evaluate(&s, &trace.build())[1];
+    assert!(!verdict.pass);
+    assert_eq!(
+        verdict.observed,
+        "1 of 1 calls reported not executed ran anyway (client-1#0 ran 1x)"
+    );
+}
+
+#[test]
+fn breaker_opened_counts_openings_in_the_window() {
+    // Proves openings of the named endpoint inside [from, to) are counted, others not.
+    let s = resilient("[[expect]]\nkind = \"breaker_opened\"\nendpoint = \"server-1\"\nmin = 2\nfrom = \"10s\"\nto = \"20s\"\n");
+    let mut trace = TraceBuilder::default();
+    trace
+        .breaker(9_000, "client-1", "server-1", "closed", "open") // before the window
+        .breaker(11_000, "client-1", "server-1", "closed", "open")
+        .breaker(12_000, "client-1", "server-2", "closed", "open"); // other endpoint
+    let one = trace.build();
+    let verdict = only(&s, &one);
+    assert!(!verdict.pass);
+    assert_eq!(verdict.observed, "1 openings, first at 11s (client-1)");
+    trace
+        .breaker(11_000, "client-1", "server-1", "closed", "open")
+        .breaker(13_000, "client-2", "server-1", "closed", "open");
+    let verdict = only(&s, &trace.build());
+    assert!(verdict.pass, "{verdict}");
+    assert_eq!(verdict.wanted, ">= 2 openings of server-1's breaker");
+}
+
+#[test]
+fn breaker_closed_needs_a_close_in_the_window_and_says_where_it_stuck() {
+    // Proves a close inside the window passes and a breaker stuck half-open fails
+    // with its last transition named.
+    let s = resilient(
+        "[[expect]]\nkind = \"breaker_closed\"\nendpoint = \"server-2\"\nfrom = \"15s\"\n",
+    );
+    let closed = TraceBuilder::default()
+        .breaker(12_000, "client-1", "server-2", "closed", "open")
+        .breaker(16_000, "client-1", "server-2", "half_open", "closed")
+        .build();
+    assert!(only(&s, &closed).pass);
+    let stuck = TraceBuilder::default()
+        .breaker(12_000, "client-1", "server-2", "closed", "open")
+        .breaker(13_000, "client-1", "server-2", "half_open", "closed") // before the window
+        .breaker(16_000, "client-1", "server-2", "closed", "open")
+        .breaker(19_000, "client-1", "server-2", "open", "half_open")
+        .build();
+    let verdict = only(&s, &stuck);
+    assert!(!verdict.pass);
+    assert_eq!(
+        verdict.observed,
+        "never closed; last transition: half_open at 19s (client-1)"
+    );
+}
+
+#[test]
+fn breaker_min_open_judges_every_finished_open_period() {
+    // Proves each client's open → next-transition period is measured, a short one
+    // fails naming it, an unfinished one is not judged, and none at all fails.
+    let s = resilient(
+        "[[expect]]\nkind = \"breaker_min_open\"\nendpoint = \"server-1\"\nmin = \"2s\"\n",
+    );
+    let mut trace = TraceBuilder::default();
+    trace
+        .breaker(1_000, "client-1", "server-1", "closed", "open")
+        .breaker(2_000, "client-2", "server-1", "closed", "open")
+        .breaker(4_000, "client-1", "server-1", "open", "half_open") // 3s
+        .breaker(4_500, "client-2", "server-1", "open", "half_open") // 2.5s
+        .breaker(4_600, "client-2", "server-1", "half_open", "open")
+        .breaker(4_700, "client-1", "server-1", "half_open", "open"); // never ends
+    trace.breaker(6_600, "client-2", "server-1", "open", "half_open"); // 2s, inclusive
+    let verdict = only(&s, &trace.build());
+    assert!(verdict.pass, "{verdict}");
+    assert_eq!(
+        verdict.observed,
+        "0 of 3 periods shorter; shortest 2s (client-2, opened at 4.6s)"
+    );
+    let flapping = TraceBuilder::default()
+        .breaker(1_000, "client-1", "server-1", "closed", "open")
+        .breaker(1_500, "client-1", "server-1", "open", "half_open")
+        .build();
+    let verdict = only(&s, &flapping);
+    assert!(!verdict.pass);
+    assert_eq!(
+        verdict.observed,
+        "1 of 1 periods shorter; shortest 500ms (client-1, opened at 1s)"
+    );
+    let never = TraceBuilder::default()
+        .breaker(1_000, "client-1", "server-1", "closed", "open")
+        .build();
+    let verdict = only(&s, &never);
+    assert!(!verdict.pass);
+    assert_eq!(
+        verdict.observed,
+        "no open period ended in the window; last transition: open at 1s (client-1)"
+    );
+}
+
+#[test]
+fn retry_amplification_is_attempts_per_call_started_in_the_window() {
+    // Proves attempts of in-window calls count even when sent later, and the
+    // bound is inclusive.
+    let s = resilient("[[expect]]\nkind = \"retry_amplification\"\nmax = 1.5\nfrom = \"1s\"\n");
+    let mut trace = TraceBuilder::default();
+    trace.call(0, "client-1", 0, "server-1", "Ok", 5); // before the window
+    trace
+        .start(1_000, "client-1", 1, "Echo.Echo")
+        .attempt(1_000, "client-1", 1, "server-1")
+        .attempt(1_100, "client-1", 1, "server-2")
+        .end(1_200, "client-1", 1, "Ok", 200);
+    trace.call(1_000, "client-2", 0, "server-3", "Ok", 5);
+    let verdict = only(&s, &trace.build());
+    assert!(verdict.pass, "{verdict}");
+    assert_eq!(verdict.observed, "1.5000 (3 attempts for 2 calls)");
+    trace
+        .start(1_000, "client-1", 1, "Echo.Echo")
+        .attempt(1_000, "client-1", 1, "server-1")
+        .attempt(1_100, "client-1", 1, "server-2")
+        .attempt(1_200, "client-1", 1, "server-3")
+        .end(1_300, "client-1", 1, "Unavailable", 300);
+    trace.call(1_000, "client-2", 0, "server-3", "Ok", 5);
+    let verdict = only(&s, &trace.build());
+    assert!(!verdict.pass);
+    assert_eq!(verdict.observed, "2.0000 (4 attempts for 2 calls)");
+    assert!(!only(&s, &Trace::default()).pass);
+}
+
+#[test]
+fn executions_per_call_catches_a_call_run_twice() {
+    // Proves server.executed events are counted per (client, call) across servers.
+    let s = resilient("[[expect]]\nkind = \"executions_per_call\"\nmax = 1\n");
+    let mut trace = TraceBuilder::default();
+    trace
+        .call(0, "client-1", 0, "server-1", "Ok", 5)
+        .executed(1, "server-1", "client-1", 0)
+        .call(0, "client-2", 0, "server-2", "Ok", 5)
+        .executed(1, "server-2", "client-2", 0);
+    let verdict = only(&s, &trace.build());
+    assert!(verdict.pass, "{verdict}");
+    assert_eq!(verdict.observed, "at most 1 (client-1#0) over 2 calls");
+    trace
+        .call(0, "client-1", 0, "server-1", "Unavailable", 5)
+        .executed(1, "server-1", "client-1", 0)
+        .executed(3, "server-2", "client-1", 0);
+    let verdict = only(&s, &trace.build());
+    assert!(!verdict.pass);
+    assert_eq!(verdict.observed, "1 of 1 calls over (client-1#0 ran 2x)");
+}
+
+#[test]
+fn key_affinity_counts_the_endpoints_that_answered_each_key() {
+    // Proves a key answered by two endpoints fails max_endpoints = 1, failed calls
+    // do not count, and no keyed call at all fails.
+    let s = resilient("[[expect]]\nkind = \"key_affinity\"\n");
+    let mut trace = TraceBuilder::default();
+    trace
+        .keyed(0, "client-1", 0, "k1", "server-1")
+        .keyed(10, "client-2", 0, "k1", "server-1")
+        .keyed(20, "client-1", 1, "k2", "server-3");
+    trace
+        .push(
+            30,
+            "client-1",
+            EventKind::CallStart {
+                call: 2,
+                method: "Echo.Echo".into(),
+                key: Some("k1".into()),
+            },
+        )
+        .attempt(30, "client-1", 2, "server-2")
+        .end_full(35, "client-1", 2, Some("server-2"), "Unavailable", false);
+    let verdict = only(&s, &trace.build());
+    assert!(verdict.pass, "{verdict}");
+    assert_eq!(verdict.observed, "2 keys, at most 1 endpoints each");
+    trace
+        .keyed(0, "client-1", 0, "k1", "server-1")
+        .keyed(10, "client-2", 0, "k1", "server-2");
+    let verdict = only(&s, &trace.build());
+    assert!(!verdict.pass);
+    assert_eq!(
+        verdict.observed,
+        "1 of 1 keys spread wider (k1: server-1+server-2)"
+    );
+    assert!(!only(&s, &Trace::default()).pass);
+}
+
+#[test]
+fn keys_moved_only_from_allows_moves_off_the_named_endpoint_only() {
+    // Proves each key's last endpoint before `at` is compared with its first after:
+    // moves off server-2 pass, a move off server-1 fails, and no key on both sides fails.
+    let s = resilient(
+        "[[expect]]\nkind = \"keys_moved_only_from\"\nendpoint = \"server-2\"\nat = \"15s\"\n",
+    );
+    let mut trace = TraceBuilder::default();
+    trace
+        .keyed(1_000, "client-1", 0, "k1", "server-1")
+        .keyed(2_000, "client-1", 1, "k2", "server-3") // superseded by the later sighting
+        .keyed(14_000, "client-1", 2, "k2", "server-2")
+        .keyed(16_000, "client-1", 3, "k1", "server-1")
+        .keyed(16_000, "client-2", 0, "k2", "server-3")
+        .keyed(17_000, "client-2", 1, "k2", "server-1"); // later than the first after
+    let verdict = only(&s, &trace.build());
+    assert!(verdict.pass, "{verdict}");
+    assert_eq!(
+        verdict.observed,
+        "2 keys seen on both sides, 1 moved, all from server-2"
+    );
+    trace
+        .keyed(1_000, "client-1", 0, "k1", "server-1")
+        .keyed(16_000, "client-1", 1, "k1", "server-3");
+    let verdict = only(&s, &trace.build());
+    assert!(!verdict.pass);
+    assert_eq!(
+        verdict.observed,
+        "1 of 1 moved keys were not on server-2 (k1: server-1 -> server-3)"
+    );
+    let one_side = TraceBuilder::default()
+        .keyed(1_000, "client-1", 0, "k1", "server-1")
+        .build();
+    assert!(!only(&s, &one_side).pass);
+}
+
+#[test]
+fn handlers_end_by_deadline_checks_every_hop_against_the_callers_deadline() {
+    // Proves a handler (forwarded hops included, named by the original call) must
+    // end by call start + client timeout (1s) + slack, and one that never ends fails.
+    let s = resilient("[[expect]]\nkind = \"handlers_end_by_deadline\"\nslack = \"20ms\"\n");
+    let mut trace = TraceBuilder::default();
+    trace
+        .start(1_000, "client-1", 0, "Echo.Echo")
+        .executed(1_003, "server-1", "client-1", 0)
+        .executed(1_006, "server-2", "client-1", 0) // the forwarded hop
+        .end(2_000, "client-1", 0, "DeadlineExceeded", 1_000)
+        .done(2_010, "server-1", "client-1", 0)
+        .done(2_020, "server-2", "client-1", 0); // exactly at the bound
+    let verdict = only(&s, &trace.build());
+    assert!(verdict.pass, "{verdict}");
+    assert_eq!(
+        verdict.observed,
+        "2 handler runs, all in time; tightest margin 0ns"
+    );
+    trace
+        .start(1_000, "client-1", 0, "Echo.Echo")
+        .executed(1_003, "server-1", "client-1", 0)
+        .executed(1_006, "server-2", "client-1", 0)
+        .end(2_000, "client-1", 0, "DeadlineExceeded", 1_000)
+        .done(2_010, "server-1", "client-1", 0)
+        .done(2_500, "server-2", "client-1", 0);
+    trace
+        .start(1_000, "client-2", 0, "Echo.Echo")
+        .executed(1_003, "server-3", "client-2", 0);
+    trace.end(2_000, "client-2", 0, "DeadlineExceeded", 1_000);
+    let verdict = only(&s, &trace.build());
+    assert!(!verdict.pass);
+    assert_eq!(
+        verdict.observed,
+        "1 ended after the deadline (client-1#0 on server-2 480ms late); 1 never ended (client-2#0 on server-3)"
+    );
+    assert!(!only(&s, &Trace::default()).pass);
 }
