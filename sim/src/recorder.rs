@@ -2,16 +2,25 @@
 //! of a simulated run execute on one thread, so the order of appends is the
 //! deterministic execution order).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::trace::{Event, EventKind, Trace};
+
+/// The most events one run may record: far above any sane scenario (a 30 s run
+/// at 300 calls/s records ~40,000), low enough that a runaway workload fails
+/// with a clear error instead of exhausting memory.
+pub const EVENTS_MAX: usize = 5_000_000;
 
 /// A shared, append-only event log.
 #[derive(Clone, Debug, Default)]
 pub struct Recorder {
     /// The events so far.
     events: Arc<Mutex<Vec<Event>>>,
+    /// Set once [`EVENTS_MAX`] is reached: later events are dropped, workloads
+    /// stop issuing calls and the runner fails the run.
+    full: Arc<AtomicBool>,
 }
 
 impl Recorder {
@@ -34,11 +43,21 @@ impl Recorder {
 
     /// Records `kind` on `host` at `at`.
     pub fn record_at(&self, at: Duration, host: &str, kind: EventKind) {
-        self.lock().push(Event {
+        let mut events = self.lock();
+        if events.len() >= EVENTS_MAX {
+            self.full.store(true, Ordering::Relaxed);
+            return;
+        }
+        events.push(Event {
             at,
             host: host.to_owned(),
             kind,
         });
+    }
+
+    /// Whether the log reached [`EVENTS_MAX`].
+    pub fn is_full(&self) -> bool {
+        self.full.load(Ordering::Relaxed)
     }
 
     /// Events recorded so far.

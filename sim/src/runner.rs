@@ -168,6 +168,17 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<RunOutcome, RunError> {
             });
         }
         steps += 1;
+        if recorder.is_full() {
+            return Err(RunError {
+                scenario: scenario.name.clone(),
+                seed,
+                at: world.sim.elapsed(),
+                message: format!(
+                    "the trace exceeded {} events: a runaway workload (calls failing without time passing?)",
+                    crate::recorder::EVENTS_MAX
+                ),
+            });
+        }
     }
     let simulated = world.sim.elapsed();
     recorder.record_at(

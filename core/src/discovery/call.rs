@@ -107,6 +107,23 @@ pub(super) async fn run<T: Transport>(
     result
 }
 
+/// Waits (up to the call's deadline) until the endpoint set is first known.
+async fn wait_for_endpoints<T: Transport>(inner: &Arc<Inner<T>>, info: &CallInfo) {
+    let mut resolved = inner.resolved.subscribe();
+    if *resolved.borrow_and_update() {
+        return;
+    }
+    let wait = resolved.wait_for(|resolved| *resolved);
+    match info.deadline {
+        Some(deadline) => {
+            let _ = tokio::time::timeout_at(deadline, wait).await;
+        }
+        None => {
+            let _ = wait.await;
+        }
+    }
+}
+
 /// Attempts, retries and backoffs until a reply, a stop or the deadline.
 async fn drive<T: Transport>(
     inner: &Arc<Inner<T>>,
@@ -114,6 +131,7 @@ async fn drive<T: Transport>(
     tracker: &mut CallTracker<T>,
 ) -> Result<Reply, Status> {
     inner.deposit();
+    wait_for_endpoints(inner, info).await;
     let mut tried: BTreeSet<String> = BTreeSet::new();
     let mut last: Option<(Status, String)> = None;
     let mut hedged = false;

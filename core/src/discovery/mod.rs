@@ -138,7 +138,12 @@ impl<T: Transport> ServiceClient<T> {
         client
             .inner
             .set_endpoints(endpoints_of(&snapshots.borrow_and_update()));
-        let mut stale = matches!(*states.borrow_and_update(), ResolverState::Stale { .. });
+        let initial = *states.borrow_and_update();
+        let mut stale = matches!(initial, ResolverState::Stale { .. });
+        client
+            .inner
+            .resolved
+            .send_replace(!matches!(initial, ResolverState::Initial));
         let inner = Arc::clone(&client.inner);
         let task = tokio::spawn(async move {
             loop {
@@ -156,6 +161,9 @@ impl<T: Transport> ServiceClient<T> {
                             break;
                         }
                         let state = *states.borrow_and_update();
+                        if !matches!(state, ResolverState::Initial) {
+                            inner.resolved.send_replace(true);
+                        }
                         match state {
                             ResolverState::Stale { since } if !stale => {
                                 stale = true;

@@ -100,6 +100,11 @@ pub(super) struct Inner<T: Transport> {
     state: Mutex<State<T>>,
     /// The next call id when the request carries none.
     next_call: AtomicU64,
+    /// Whether the endpoint set is known: true at once for static endpoints;
+    /// with a resolver, once it first answers (or gives up). Calls made before
+    /// that wait for it, bounded by their deadline, instead of failing with "no
+    /// endpoint" — gRPC queues picks until its resolver's first result too.
+    pub(super) resolved: tokio::sync::watch::Sender<bool>,
 }
 
 /// An attempt in flight: its bookkeeping and its reply. Dropping it unfinished
@@ -181,6 +186,7 @@ impl<T: Transport> Inner<T> {
             }),
             config,
             next_call: AtomicU64::new(1),
+            resolved: tokio::sync::watch::channel(true).0,
         }
     }
 

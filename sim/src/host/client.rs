@@ -258,7 +258,7 @@ async fn drive<C: Caller>(client: Client<C>, state: Arc<ClientState>, recorder: 
     match workload.load {
         Load::Open { rate_per_second } => loop {
             tokio::time::sleep(state.next_gap(rate_per_second)).await;
-            if now() >= workload.stop_at {
+            if now() >= workload.stop_at || recorder.is_full() {
                 break;
             }
             tokio::spawn(call_once(
@@ -278,7 +278,8 @@ async fn drive<C: Caller>(client: Client<C>, state: Arc<ClientState>, recorder: 
                     Arc::clone(&payload),
                 );
                 workers.spawn(async move {
-                    while now() < workload.stop_at {
+                    while now() < workload.stop_at && !recorder.is_full() {
+                        let started = now();
                         call_once(
                             Arc::clone(&client),
                             Arc::clone(&state),
@@ -286,6 +287,12 @@ async fn drive<C: Caller>(client: Client<C>, state: Arc<ClientState>, recorder: 
                             Arc::clone(&payload),
                         )
                         .await;
+                        // A call that ended without virtual time passing (failed
+                        // at once) would make this loop spin inside one tick and
+                        // stop the clock: yield one tick before the next call.
+                        if now() == started {
+                            tokio::time::sleep(Duration::from_millis(1)).await;
+                        }
                     }
                 });
             }
