@@ -2,7 +2,6 @@
 //! carries an id, and the reader task hands each response to the caller waiting
 //! on that id, whatever order responses arrive in.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
@@ -17,6 +16,7 @@ use tokio::time::Instant;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
+use super::table::CallTable;
 use super::{Caller, OutgoingRequest, Reply};
 use crate::conn::{run_writer, WriteQueue};
 use crate::context::inherited_deadline;
@@ -80,14 +80,22 @@ struct Entry {
 }
 
 /// Calls waiting for replies, and why the connection closed (once it has).
+///
+/// Deadlines: one timer per connection (in the reader task) expires calls,
+/// instead of a timer per call. It is set for `armed`, which is never later than
+/// the earliest deadline of a waiting call: a new call moves it earlier, a
+/// finished call leaves it alone (keeping deadlines sorted would cost two ordered
+/// inserts and removes per call). When it fires, one pass over the table expires
+/// what is due and finds the true earliest deadline left, so a call expires on
+/// the first firing at or after its deadline, exactly as with a sorted set. The
+/// price is a pass over the calls in flight per firing, and it fires at most
+/// once per timer tick (1 ms) with work to do.
 #[derive(Default)]
 struct Pending {
     /// Waiting calls by request id.
-    calls: BTreeMap<u64, Entry>,
-    /// The same calls' deadlines, earliest first: one timer per connection (in
-    /// the reader task) expires them, instead of a timer per call.
-    deadlines: BTreeSet<(Instant, u64)>,
-    /// The instant the reader's deadline timer is set for, if any.
+    calls: CallTable<Entry>,
+    /// The instant the reader's deadline timer is set for, if any: at or before
+    /// every waiting call's deadline.
     armed: Option<Instant>,
     /// Set on close; later calls fail with it.
     closed: Option<Status>,
@@ -130,8 +138,8 @@ impl Shared {
                 return;
             }
             pending.closed = Some(reason.clone());
-            pending.deadlines.clear();
-            std::mem::take(&mut pending.calls)
+            pending.armed = None;
+            pending.calls.take_all()
         };
         self.state.store(CLOSED, Ordering::Release);
         self.in_flight.store(0, Ordering::Relaxed);
@@ -144,12 +152,9 @@ impl Shared {
 
     fn remove(&self, id: u64) -> Option<Waiter> {
         let mut pending = self.pending();
-        let entry = pending.calls.remove(&id);
-        if let Some(entry) = &entry {
+        let entry = pending.calls.remove(id);
+        if entry.is_some() {
             self.in_flight.fetch_sub(1, Ordering::Relaxed);
-            if let Some(deadline) = entry.deadline {
-                pending.deadlines.remove(&(deadline, id));
-            }
         }
         let drained = pending.calls.is_empty() && self.state.load(Ordering::Acquire) == DRAINING;
         drop(pending);
@@ -162,26 +167,25 @@ impl Shared {
     /// Fails every call whose deadline has passed, tells the server, and returns
     /// when the timer should fire next.
     fn expire(&self, now: Instant) -> Option<Instant> {
-        let mut expired = Vec::new();
         let drained;
-        let next = {
+        let (mut expired, next) = {
             let mut pending = self.pending();
-            while let Some(&(deadline, id)) = pending.deadlines.first() {
-                if deadline > now {
-                    break;
-                }
-                pending.deadlines.pop_first();
-                if let Some(entry) = pending.calls.remove(&id) {
-                    self.in_flight.fetch_sub(1, Ordering::Relaxed);
-                    expired.push((id, entry.waiter));
-                }
-            }
-            let next = pending.deadlines.first().map(|&(deadline, _)| deadline);
+            let expired = pending
+                .calls
+                .extract_if(|entry| entry.deadline.is_some_and(|deadline| deadline <= now));
+            self.in_flight.fetch_sub(expired.len(), Ordering::Relaxed);
+            let next = pending
+                .calls
+                .values()
+                .filter_map(|entry| entry.deadline)
+                .min();
             pending.armed = next;
             drained = pending.calls.is_empty() && self.state.load(Ordering::Acquire) == DRAINING;
-            next
+            (expired, next)
         };
-        for (id, waiter) in expired {
+        // Earliest deadline first, as a sorted set would give them.
+        expired.sort_unstable_by_key(|(id, entry)| (entry.deadline, *id));
+        for (id, Entry { waiter, .. }) in expired {
             let _ = self.queue.send(&Frame::control(FrameKind::Cancel, id));
             let _ = waiter.send(Err(Status::deadline_exceeded(format!(
                 "no reply from {} before the deadline",
@@ -403,7 +407,6 @@ impl Channel {
                 },
             );
             if let Some(deadline) = deadline {
-                pending.deadlines.insert((deadline, id));
                 if pending.armed.is_none_or(|armed| deadline < armed) {
                     pending.armed = Some(deadline);
                     shared.rearm.notify_one();
