@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
+use std::task::{Context as TaskContext, Poll, Waker};
 
 use futures_util::{FutureExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -16,7 +17,7 @@ use tower::{Service as _, ServiceExt as _};
 
 use super::{BoxService, ServerConfig};
 use crate::conn::{run_writer, QueueError, WriteQueue};
-use crate::context::{with_deadline, Context};
+use crate::context::{poll_with_deadline, with_deadline, Context};
 use crate::protocol::{Codec, Flags, Frame, FrameCodec, FrameKind};
 use crate::server::router::{Request, Response};
 use crate::status::Status;
@@ -86,6 +87,20 @@ fn send_response(queue: &WriteQueue, id: u64, codec: Codec, result: Result<bytes
     }
 }
 
+/// What a handler's future, run under `catch_unwind`, means for the caller.
+fn result_of(
+    outcome: Result<Result<Response, Infallible>, Box<dyn std::any::Any + Send>>,
+) -> Result<bytes::Bytes, Status> {
+    match outcome {
+        Ok(Ok(Response { result })) => result,
+        Ok(Err(never)) => match never {},
+        Err(panic) => Err(Status::internal(format!(
+            "handler panicked: {}",
+            panic_message(&*panic)
+        ))),
+    }
+}
+
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
     payload
         .downcast_ref::<&str>()
@@ -133,9 +148,15 @@ pub(crate) async fn serve_connection<R, W>(
     };
     let grace = tokio::time::sleep(config.shutdown_grace);
     tokio::pin!(grace);
-    let idle = tokio::time::sleep(config.idle_timeout);
+    // Idleness is checked every eighth of the idle timeout rather than by reading
+    // the clock per frame: a connection closes between `idle_timeout` and
+    // `idle_timeout × 9/8` after its last frame (once no handler runs).
+    let idle_check_interval = config.idle_timeout / 8;
+    let idle = tokio::time::sleep(idle_check_interval);
     tokio::pin!(idle);
     let mut idle_deadline = Instant::now() + config.idle_timeout;
+    // Frames read since the last idle check.
+    let mut frames_read: u64 = 0;
     loop {
         if dispatcher.draining && in_flight.is_empty() {
             break;
@@ -155,7 +176,7 @@ pub(crate) async fn serve_connection<R, W>(
                     break;
                 }
                 Some(Ok(frame)) => {
-                    idle_deadline = Instant::now() + config.idle_timeout;
+                    frames_read += 1;
                     dispatcher.on_frame(frame).await;
                 }
             },
@@ -165,11 +186,15 @@ pub(crate) async fn serve_connection<R, W>(
                 break;
             }
             () = &mut idle => {
-                if Instant::now() >= idle_deadline && in_flight.is_empty() {
+                let now = Instant::now();
+                if frames_read > 0 {
+                    frames_read = 0;
+                    idle_deadline = now + config.idle_timeout;
+                } else if now >= idle_deadline && in_flight.is_empty() {
                     tracing::debug!(%peer, "closing idle connection");
                     break;
                 }
-                idle.as_mut().reset(idle_deadline.max(Instant::now() + config.idle_timeout / 8));
+                idle.as_mut().reset(now + idle_check_interval);
             }
         }
     }
@@ -303,26 +328,32 @@ impl Dispatcher {
                 return send_response(&self.queue, id, codec, Err(status));
             }
         };
-        let mut handler = Box::pin(async move {
-            match AssertUnwindSafe(with_deadline(deadline, call))
-                .catch_unwind()
-                .await
-            {
-                Ok(Ok(Response { result })) => result,
-                Ok(Err(never)) => match never {},
-                Err(panic) => Err(Status::internal(format!(
-                    "handler panicked: {}",
-                    panic_message(&*panic)
-                ))),
-            }
-        });
         // Most handlers finish without waiting: run them here and skip a task
         // spawn, a timer and a cross-thread wake-up. (A future left pending by
-        // this poll re-registers its waker when the spawned task polls it.)
-        if let Some(result) = (&mut handler).now_or_never() {
-            send_response(&self.queue, id, codec, result);
-            return;
+        // this poll re-registers its waker when the spawned task polls it.) The
+        // call future is already boxed, so it moves into the task as it is.
+        let mut call = call;
+        let first_poll = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            poll_with_deadline(
+                deadline,
+                &mut call,
+                &mut TaskContext::from_waker(Waker::noop()),
+            )
+        }));
+        match first_poll {
+            Ok(Poll::Pending) => {}
+            Ok(Poll::Ready(result)) => {
+                return send_response(&self.queue, id, codec, result_of(Ok(result)))
+            }
+            Err(panic) => return send_response(&self.queue, id, codec, result_of(Err(panic))),
         }
+        let handler = async move {
+            result_of(
+                AssertUnwindSafe(with_deadline(deadline, call))
+                    .catch_unwind()
+                    .await,
+            )
+        };
         let queue = Arc::clone(&self.queue);
         let in_flight = Arc::clone(&self.in_flight);
         // The lock is held across spawn and insert so that a handler finishing at
