@@ -148,6 +148,16 @@ async fn drive<C: Caller>(
     let payload = Arc::new(payload);
     let warmup_end = Instant::now() + Duration::from_secs(1);
     let end = warmup_end + Duration::from_secs(args.seconds);
+    // CPU time of the whole process (client and server) over the measured window:
+    // on a shared machine calls/s depends on what else runs, CPU per call less so.
+    let cpu_window = tokio::spawn(async move {
+        tokio::time::sleep_until(warmup_end).await;
+        let start = process_cpu_seconds();
+        tokio::time::sleep_until(end).await;
+        process_cpu_seconds()
+            .zip(start)
+            .map(|(end, start)| end - start)
+    });
     let mut workers = Vec::with_capacity(args.in_flight);
     for _ in 0..args.in_flight {
         let client = Arc::clone(&client);
@@ -182,8 +192,16 @@ async fn drive<C: Caller>(
         errors += worker_errors;
     }
     let calls = total.len();
+    let cpu = match cpu_window.await? {
+        Some(seconds) => format!(
+            ", cpu={:.2} cores {:.2}us/call",
+            seconds / args.seconds as f64,
+            seconds * 1e6 / calls.max(1) as f64
+        ),
+        None => String::new(),
+    };
     println!(
-        "payload={}B in_flight={} connections={} codec={} runtime={}: {:.0} calls/s, p50={}us p99={}us max={}us, errors={}",
+        "payload={}B in_flight={} connections={} codec={} runtime={}: {:.0} calls/s, p50={}us p99={}us max={}us, errors={}{cpu}",
         args.payload,
         args.in_flight,
         args.connections,
@@ -196,4 +214,15 @@ async fn drive<C: Caller>(
         errors
     );
     Ok(())
+}
+
+/// User + system CPU seconds this process has used, from `/proc/self/stat`
+/// (Linux only; `None` elsewhere). Clock ticks are 100 per second on Linux.
+fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
 }

@@ -28,6 +28,16 @@ pub async fn with_deadline<F: std::future::Future>(
     DEADLINE.scope(deadline, future).await
 }
 
+/// Polls `future` once with `deadline` as the inherited deadline, as
+/// [`with_deadline`] would for that poll (the server's inline first poll).
+pub(crate) fn poll_with_deadline<F: std::future::Future + Unpin>(
+    deadline: Option<Instant>,
+    future: &mut F,
+    cx: &mut std::task::Context<'_>,
+) -> std::task::Poll<F::Output> {
+    DEADLINE.sync_scope(deadline, || std::pin::Pin::new(future).poll(cx))
+}
+
 /// What a handler knows about the call it is serving.
 #[derive(Clone, Debug)]
 pub struct Context {

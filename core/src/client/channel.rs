@@ -2,7 +2,6 @@
 //! carries an id, and the reader task hands each response to the caller waiting
 //! on that id, whatever order responses arrive in.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
@@ -10,13 +9,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{oneshot, Notify};
 use tokio::time::Instant;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
+use super::table::CallTable;
 use super::{Caller, OutgoingRequest, Reply};
 use crate::conn::{run_writer, WriteQueue};
 use crate::context::inherited_deadline;
@@ -69,7 +69,9 @@ const OPEN: u8 = 0;
 const DRAINING: u8 = 1;
 const CLOSED: u8 = 2;
 
-type Waiter = oneshot::Sender<Result<Frame, Status>>;
+/// Where a reply goes: already turned into the caller's result by the reader
+/// (a `Reply` is a fraction of a `Frame`'s size, so less is copied per call).
+type Waiter = oneshot::Sender<Result<Reply, Status>>;
 
 /// A call waiting for its reply.
 struct Entry {
@@ -80,14 +82,22 @@ struct Entry {
 }
 
 /// Calls waiting for replies, and why the connection closed (once it has).
+///
+/// Deadlines: one timer per connection (in the reader task) expires calls,
+/// instead of a timer per call. It is set for `armed`, which is never later than
+/// the earliest deadline of a waiting call: a new call moves it earlier, a
+/// finished call leaves it alone (keeping deadlines sorted would cost two ordered
+/// inserts and removes per call). When it fires, one pass over the table expires
+/// what is due and finds the true earliest deadline left, so a call expires on
+/// the first firing at or after its deadline, exactly as with a sorted set. The
+/// price is a pass over the calls in flight per firing, and it fires at most
+/// once per timer tick (1 ms) with work to do.
 #[derive(Default)]
 struct Pending {
     /// Waiting calls by request id.
-    calls: BTreeMap<u64, Entry>,
-    /// The same calls' deadlines, earliest first: one timer per connection (in
-    /// the reader task) expires them, instead of a timer per call.
-    deadlines: BTreeSet<(Instant, u64)>,
-    /// The instant the reader's deadline timer is set for, if any.
+    calls: CallTable<Entry>,
+    /// The instant the reader's deadline timer is set for, if any: at or before
+    /// every waiting call's deadline.
     armed: Option<Instant>,
     /// Set on close; later calls fail with it.
     closed: Option<Status>,
@@ -130,8 +140,8 @@ impl Shared {
                 return;
             }
             pending.closed = Some(reason.clone());
-            pending.deadlines.clear();
-            std::mem::take(&mut pending.calls)
+            pending.armed = None;
+            pending.calls.take_all()
         };
         self.state.store(CLOSED, Ordering::Release);
         self.in_flight.store(0, Ordering::Relaxed);
@@ -144,12 +154,9 @@ impl Shared {
 
     fn remove(&self, id: u64) -> Option<Waiter> {
         let mut pending = self.pending();
-        let entry = pending.calls.remove(&id);
-        if let Some(entry) = &entry {
+        let entry = pending.calls.remove(id);
+        if entry.is_some() {
             self.in_flight.fetch_sub(1, Ordering::Relaxed);
-            if let Some(deadline) = entry.deadline {
-                pending.deadlines.remove(&(deadline, id));
-            }
         }
         let drained = pending.calls.is_empty() && self.state.load(Ordering::Acquire) == DRAINING;
         drop(pending);
@@ -162,26 +169,25 @@ impl Shared {
     /// Fails every call whose deadline has passed, tells the server, and returns
     /// when the timer should fire next.
     fn expire(&self, now: Instant) -> Option<Instant> {
-        let mut expired = Vec::new();
         let drained;
-        let next = {
+        let (mut expired, next) = {
             let mut pending = self.pending();
-            while let Some(&(deadline, id)) = pending.deadlines.first() {
-                if deadline > now {
-                    break;
-                }
-                pending.deadlines.pop_first();
-                if let Some(entry) = pending.calls.remove(&id) {
-                    self.in_flight.fetch_sub(1, Ordering::Relaxed);
-                    expired.push((id, entry.waiter));
-                }
-            }
-            let next = pending.deadlines.first().map(|&(deadline, _)| deadline);
+            let expired = pending
+                .calls
+                .extract_if(|entry| entry.deadline.is_some_and(|deadline| deadline <= now));
+            self.in_flight.fetch_sub(expired.len(), Ordering::Relaxed);
+            let next = pending
+                .calls
+                .values()
+                .filter_map(|entry| entry.deadline)
+                .min();
             pending.armed = next;
             drained = pending.calls.is_empty() && self.state.load(Ordering::Acquire) == DRAINING;
-            next
+            (expired, next)
         };
-        for (id, waiter) in expired {
+        // Earliest deadline first, as a sorted set would give them.
+        expired.sort_unstable_by_key(|(id, entry)| (entry.deadline, *id));
+        for (id, Entry { waiter, .. }) in expired {
             let _ = self.queue.send(&Frame::control(FrameKind::Cancel, id));
             let _ = waiter.send(Err(Status::deadline_exceeded(format!(
                 "no reply from {} before the deadline",
@@ -403,7 +409,6 @@ impl Channel {
                 },
             );
             if let Some(deadline) = deadline {
-                pending.deadlines.insert((deadline, id));
                 if pending.armed.is_none_or(|armed| deadline < armed) {
                     pending.armed = Some(deadline);
                     shared.rearm.notify_one();
@@ -436,7 +441,7 @@ impl Caller for Channel {
 enum CallState {
     /// Sent; waiting for the reply or the deadline.
     Waiting {
-        rx: oneshot::Receiver<Result<Frame, Status>>,
+        rx: oneshot::Receiver<Result<Reply, Status>>,
     },
     /// Failed before it was sent.
     Failed(Option<Status>),
@@ -507,8 +512,7 @@ impl Future for PendingCall {
             }
             CallState::Done => Err(Status::internal("call polled after completion")),
             CallState::Waiting { rx } => match Pin::new(rx).poll(cx) {
-                Poll::Ready(Ok(Ok(frame))) => reply_from_frame(frame),
-                Poll::Ready(Ok(Err(status))) => Err(status),
+                Poll::Ready(Ok(result)) => result,
                 Poll::Ready(Err(_)) => Err(Status::unavailable(format!(
                     "connection to {} dropped the call",
                     this.owner.shared.peer
@@ -529,6 +533,10 @@ impl Drop for PendingCall {
     }
 }
 
+/// Most frames handled per wake-up of the reader before it checks its timers
+/// and the stop signal again (a bound, so a flood cannot starve them).
+const FRAMES_PER_BATCH_MAX: u64 = 256;
+
 /// Reads frames until the stream ends, breaks, the peer stops answering
 /// keepalives, or the channel is closed; then fails every waiting call.
 async fn run_reader<R: AsyncRead + Unpin>(shared: Arc<Shared>, reader: R) {
@@ -545,11 +553,18 @@ async fn run_reader<R: AsyncRead + Unpin>(shared: Arc<Shared>, reader: R) {
     let mut frames_read: u64 = 0;
     let mut ping_out = false;
     let peer = shared.peer.clone();
+    // Created once, not per loop turn: a fresh `Notified` registers itself in the
+    // notifier's waiter list (under its lock) on every poll and unregisters on drop.
+    let stop = shared.stop.cancelled();
+    tokio::pin!(stop);
+    let rearm = shared.rearm.notified();
+    tokio::pin!(rearm);
     let reason = loop {
         tokio::select! {
             biased;
-            () = shared.stop.cancelled() => return,
-            () = shared.rearm.notified() => {
+            () = &mut stop => return,
+            () = &mut rearm => {
+                rearm.set(shared.rearm.notified());
                 let armed = shared.pending().armed;
                 deadlines.as_mut().reset(armed.unwrap_or_else(far_future));
             }
@@ -557,17 +572,34 @@ async fn run_reader<R: AsyncRead + Unpin>(shared: Arc<Shared>, reader: R) {
                 let next = shared.expire(Instant::now());
                 deadlines.as_mut().reset(next.unwrap_or_else(far_future));
             }
-            frame = frames.next() => match frame {
-                Some(Ok(frame)) => {
-                    frames_read += 1;
-                    on_frame(&shared, frame);
+            frame = frames.next() => {
+                // Handle this frame and every one already readable, then go back
+                // to the timers: one turn of the loop per read, not per frame.
+                let mut item = frame;
+                let mut handled: u64 = 0;
+                let end = loop {
+                    match item {
+                        Some(Ok(frame)) => on_frame(&shared, frame),
+                        Some(Err(error)) => {
+                            tracing::warn!(%peer, %error, "closing connection: malformed frame from server");
+                            break Some(Status::unavailable(format!("connection to {peer} broke: {error}")));
+                        }
+                        None => break Some(Status::unavailable(format!("connection to {peer} closed by the peer"))),
+                    }
+                    handled += 1;
+                    if handled >= FRAMES_PER_BATCH_MAX {
+                        break None;
+                    }
+                    match frames.next().now_or_never() {
+                        Some(next) => item = next,
+                        None => break None,
+                    }
+                };
+                frames_read += handled;
+                if let Some(reason) = end {
+                    break reason;
                 }
-                Some(Err(error)) => {
-                    tracing::warn!(%peer, %error, "closing connection: malformed frame from server");
-                    break Status::unavailable(format!("connection to {peer} broke: {error}"));
-                }
-                None => break Status::unavailable(format!("connection to {peer} closed by the peer")),
-            },
+            }
             () = &mut keepalive => {
                 let now = Instant::now();
                 if frames_read > 0 {
@@ -594,7 +626,7 @@ fn on_frame(shared: &Shared, frame: Frame) {
     match frame.kind {
         FrameKind::Response => {
             if let Some(waiter) = shared.remove(frame.request_id) {
-                let _ = waiter.send(Ok(frame));
+                let _ = waiter.send(reply_from_frame(frame));
             }
         }
         FrameKind::GoAway => {

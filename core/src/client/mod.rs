@@ -4,6 +4,7 @@
 
 mod channel;
 mod pool;
+mod table;
 
 use std::future::Future;
 use std::marker::PhantomData;

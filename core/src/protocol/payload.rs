@@ -7,6 +7,9 @@ use serde::{de::DeserializeOwned, Serialize};
 use crate::protocol::CodecId;
 use crate::status::Status;
 
+/// The first allocation for an encoded payload, in bytes.
+const ENCODE_CAPACITY_INITIAL: usize = 256;
+
 /// A payload codec.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Hash)]
 pub enum Codec {
@@ -38,7 +41,10 @@ impl Codec {
 
     /// Encodes `value`. A failure is `Internal`: the value cannot be represented.
     pub fn encode<T: Serialize + ?Sized>(self, value: &T) -> Result<Bytes, Status> {
-        let mut out = BytesMut::with_capacity(64).writer();
+        // Room for small payloads with their framing (a 64-byte blob is 66 bytes
+        // of MessagePack) so the common case does not grow the buffer; larger
+        // ones double from here.
+        let mut out = BytesMut::with_capacity(ENCODE_CAPACITY_INITIAL).writer();
         let result = match self {
             Codec::Json => serde_json::to_writer(&mut out, value).map_err(|e| e.to_string()),
             Codec::MessagePack => {

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
+use std::task::{Context as TaskContext, Poll, Waker};
 
 use futures_util::{FutureExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -16,7 +17,7 @@ use tower::{Service as _, ServiceExt as _};
 
 use super::{BoxService, ServerConfig};
 use crate::conn::{run_writer, QueueError, WriteQueue};
-use crate::context::{with_deadline, Context};
+use crate::context::{poll_with_deadline, with_deadline, Context};
 use crate::protocol::{Codec, Flags, Frame, FrameCodec, FrameKind};
 use crate::server::router::{Request, Response};
 use crate::status::Status;
@@ -54,6 +55,10 @@ impl InFlight {
     }
 }
 
+/// Most frames dispatched per wake-up of the reader before it checks shutdown
+/// and its timers again (a bound, so a flood cannot starve them).
+const FRAMES_PER_BATCH_MAX: u64 = 256;
+
 /// The response frame for `result` to request `id`.
 pub(crate) fn response_frame(id: u64, codec: Codec, result: Result<bytes::Bytes, Status>) -> Frame {
     match result {
@@ -83,6 +88,20 @@ fn send_response(queue: &WriteQueue, id: u64, codec: Codec, result: Result<bytes
     if let Err(QueueError::Protocol(error)) = queue.send(&response_frame(id, codec, result)) {
         let status = Status::internal(format!("reply not sent: {error}"));
         let _ = queue.send(&response_frame(id, codec, Err(status)));
+    }
+}
+
+/// What a handler's future, run under `catch_unwind`, means for the caller.
+fn result_of(
+    outcome: Result<Result<Response, Infallible>, Box<dyn std::any::Any + Send>>,
+) -> Result<bytes::Bytes, Status> {
+    match outcome {
+        Ok(Ok(Response { result })) => result,
+        Ok(Err(never)) => match never {},
+        Err(panic) => Err(Status::internal(format!(
+            "handler panicked: {}",
+            panic_message(&*panic)
+        ))),
     }
 }
 
@@ -133,43 +152,80 @@ pub(crate) async fn serve_connection<R, W>(
     };
     let grace = tokio::time::sleep(config.shutdown_grace);
     tokio::pin!(grace);
-    let idle = tokio::time::sleep(config.idle_timeout);
+    // Idleness is checked every eighth of the idle timeout rather than by reading
+    // the clock per frame: a connection closes between `idle_timeout` and
+    // `idle_timeout × 9/8` after its last frame (once no handler runs).
+    let idle_check_interval = config.idle_timeout / 8;
+    let idle = tokio::time::sleep(idle_check_interval);
     tokio::pin!(idle);
     let mut idle_deadline = Instant::now() + config.idle_timeout;
+    // Frames read since the last idle check.
+    let mut frames_read: u64 = 0;
+    // Polled in place across loop turns: `changed()` made afresh each turn would
+    // register with (and unregister from) the channel's notifier every frame.
+    let shutdown_signal = async move {
+        loop {
+            if shutdown.changed().await.is_err() || *shutdown.borrow() {
+                return;
+            }
+        }
+    };
+    tokio::pin!(shutdown_signal);
     loop {
         if dispatcher.draining && in_flight.is_empty() {
             break;
         }
         tokio::select! {
             biased;
-            changed = shutdown.changed(), if !dispatcher.draining => {
-                if changed.is_err() || *shutdown.borrow() {
-                    dispatcher.start_draining();
-                    grace.as_mut().reset(Instant::now() + config.shutdown_grace);
-                }
+            () = &mut shutdown_signal, if !dispatcher.draining => {
+                dispatcher.start_draining();
+                grace.as_mut().reset(Instant::now() + config.shutdown_grace);
             }
-            frame = frames.next() => match frame {
-                None => break,
-                Some(Err(error)) => {
-                    tracing::warn!(%peer, %error, "closing connection: malformed frame");
+            frame = frames.next() => {
+                // Dispatch this frame and every one already readable, then go back
+                // to the other branches: one loop turn (and one clock read, the
+                // frames' arrival time) per read rather than per frame.
+                let arrived = Instant::now();
+                let mut item = frame;
+                let mut handled: u64 = 0;
+                let end = loop {
+                    match item {
+                        Some(Ok(frame)) => dispatcher.on_frame(frame, arrived).await,
+                        Some(Err(error)) => {
+                            tracing::warn!(%peer, %error, "closing connection: malformed frame");
+                            break true;
+                        }
+                        None => break true,
+                    }
+                    handled += 1;
+                    if handled >= FRAMES_PER_BATCH_MAX {
+                        break false;
+                    }
+                    match frames.next().now_or_never() {
+                        Some(next) => item = next,
+                        None => break false,
+                    }
+                };
+                frames_read += handled;
+                if end {
                     break;
                 }
-                Some(Ok(frame)) => {
-                    idle_deadline = Instant::now() + config.idle_timeout;
-                    dispatcher.on_frame(frame).await;
-                }
-            },
+            }
             () = in_flight.finished.notified(), if dispatcher.draining => {}
             () = &mut grace, if dispatcher.draining => {
                 tracing::warn!(%peer, "shutdown grace period over: abandoning in-flight calls");
                 break;
             }
             () = &mut idle => {
-                if Instant::now() >= idle_deadline && in_flight.is_empty() {
+                let now = Instant::now();
+                if frames_read > 0 {
+                    frames_read = 0;
+                    idle_deadline = now + config.idle_timeout;
+                } else if now >= idle_deadline && in_flight.is_empty() {
                     tracing::debug!(%peer, "closing idle connection");
                     break;
                 }
-                idle.as_mut().reset(idle_deadline.max(Instant::now() + config.idle_timeout / 8));
+                idle.as_mut().reset(now + idle_check_interval);
             }
         }
     }
@@ -222,9 +278,10 @@ impl Dispatcher {
             .send(&response_frame(id, Codec::default(), Err(status)));
     }
 
-    async fn on_frame(&mut self, frame: Frame) {
+    /// Handles one frame that arrived at `arrived`.
+    async fn on_frame(&mut self, frame: Frame, arrived: Instant) {
         match frame.kind {
-            FrameKind::Request => self.on_request(frame).await,
+            FrameKind::Request => self.on_request(frame, arrived).await,
             FrameKind::Cancel => {
                 if let Some(task) = self.in_flight.remove(frame.request_id) {
                     task.abort();
@@ -240,7 +297,7 @@ impl Dispatcher {
         }
     }
 
-    async fn on_request(&mut self, mut frame: Frame) {
+    async fn on_request(&mut self, mut frame: Frame, arrived: Instant) {
         let id = frame.request_id;
         if self.draining {
             return self.reply(
@@ -262,7 +319,7 @@ impl Dispatcher {
                     Status::deadline_exceeded(format!("{method}: arrived past its deadline"));
                 return self.reply(id, status.not_executed());
             }
-            Some(budget) => Some(Instant::now() + budget),
+            Some(budget) => Some(arrived + budget),
             None => None,
         };
         let (in_flight_count, duplicate) = {
@@ -303,26 +360,32 @@ impl Dispatcher {
                 return send_response(&self.queue, id, codec, Err(status));
             }
         };
-        let mut handler = Box::pin(async move {
-            match AssertUnwindSafe(with_deadline(deadline, call))
-                .catch_unwind()
-                .await
-            {
-                Ok(Ok(Response { result })) => result,
-                Ok(Err(never)) => match never {},
-                Err(panic) => Err(Status::internal(format!(
-                    "handler panicked: {}",
-                    panic_message(&*panic)
-                ))),
-            }
-        });
         // Most handlers finish without waiting: run them here and skip a task
         // spawn, a timer and a cross-thread wake-up. (A future left pending by
-        // this poll re-registers its waker when the spawned task polls it.)
-        if let Some(result) = (&mut handler).now_or_never() {
-            send_response(&self.queue, id, codec, result);
-            return;
+        // this poll re-registers its waker when the spawned task polls it.) The
+        // call future is already boxed, so it moves into the task as it is.
+        let mut call = call;
+        let first_poll = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            poll_with_deadline(
+                deadline,
+                &mut call,
+                &mut TaskContext::from_waker(Waker::noop()),
+            )
+        }));
+        match first_poll {
+            Ok(Poll::Pending) => {}
+            Ok(Poll::Ready(result)) => {
+                return send_response(&self.queue, id, codec, result_of(Ok(result)))
+            }
+            Err(panic) => return send_response(&self.queue, id, codec, result_of(Err(panic))),
         }
+        let handler = async move {
+            result_of(
+                AssertUnwindSafe(with_deadline(deadline, call))
+                    .catch_unwind()
+                    .await,
+            )
+        };
         let queue = Arc::clone(&self.queue);
         let in_flight = Arc::clone(&self.in_flight);
         // The lock is held across spawn and insert so that a handler finishing at

@@ -44,7 +44,10 @@ impl Response {
     }
 }
 
-type Handler = Arc<dyn Fn(Request) -> BoxFuture<'static, Response> + Send + Sync>;
+/// A type-erased handler. Its future already has the tower `Service` output
+/// type, so dispatch hands it on without boxing it a second time.
+type Handler =
+    Arc<dyn Fn(Request) -> BoxFuture<'static, Result<Response, Infallible>> + Send + Sync>;
 
 /// The method table. Cheap to clone; implements `tower::Service<Request>`.
 #[derive(Clone, Default)]
@@ -76,14 +79,14 @@ where
             let codec = request.ctx.codec();
             let args: A = match codec.decode(&request.body) {
                 Ok(args) => args,
-                Err(status) => return Response::error(status.not_executed()),
+                Err(status) => return Ok(Response::error(status.not_executed())),
             };
             let result = match handler(request.ctx, args).await {
                 Ok(reply) => codec.encode(&reply),
                 Err(status) => Err(status),
             };
-            Response { result }
-        }) as BoxFuture<'static, Response>
+            Ok(Response { result })
+        }) as BoxFuture<'static, Result<Response, Infallible>>
     })
 }
 
@@ -132,8 +135,19 @@ impl Router {
         self.methods.keys().cloned().collect()
     }
 
-    /// Dispatches one request (what the tower `Service` impl calls).
+    /// Dispatches one request.
     pub fn dispatch(&self, request: Request) -> BoxFuture<'static, Response> {
+        let future = self.route_request(request);
+        Box::pin(async move {
+            match future.await {
+                Ok(response) => response,
+                Err(never) => match never {},
+            }
+        })
+    }
+
+    /// Dispatches one request, in the tower `Service` future type.
+    fn route_request(&self, request: Request) -> BoxFuture<'static, Result<Response, Infallible>> {
         match self.methods.get(request.ctx.method()) {
             Some(handler) => handler(request),
             None => {
@@ -143,7 +157,7 @@ impl Router {
                     self.methods.keys().cloned().collect::<Vec<_>>().join(", ")
                 ))
                 .not_executed();
-                Box::pin(std::future::ready(Response::error(status)))
+                Box::pin(std::future::ready(Ok(Response::error(status))))
             }
         }
     }
@@ -167,8 +181,7 @@ impl tower::Service<Request> for Router {
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        let future = self.dispatch(request);
-        Box::pin(async move { Ok(future.await) })
+        self.route_request(request)
     }
 }
 
