@@ -160,11 +160,16 @@ struct Index<'t> {
     transitions: Vec<Transition<'t>>,
     /// Client host → its group's overall call timeout (from the scenario).
     timeouts: BTreeMap<String, Duration>,
+    /// Every event, for the `event` kind.
+    events: &'t [crate::trace::Event],
 }
 
 impl<'t> Index<'t> {
     fn build(trace: &'t Trace) -> Self {
-        let mut index = Index::default();
+        let mut index = Index {
+            events: &trace.events,
+            ..Index::default()
+        };
         for event in &trace.events {
             let host = event.host.as_str();
             match &event.kind {
@@ -301,6 +306,9 @@ impl<'t> Index<'t> {
                 max,
             } => self.call_share(filter, endpoints, *min, *max),
             Check::NoCalls { endpoints } => self.no_calls(filter, endpoints),
+            Check::Event { text, on, min, max } => {
+                self.event_count(filter, text, on.as_deref(), *min, *max)
+            }
             Check::MaxFailedCalls { max } => self.max_failed_calls(filter, *max),
             Check::BreakerOpened { endpoint, min } => self.breaker_opened(filter, endpoint, *min),
             Check::BreakerClosed { endpoint } => self.breaker_closed(filter, endpoint),
@@ -449,6 +457,42 @@ impl<'t> Index<'t> {
     }
 
     /// No attempt to `endpoints`.
+    /// Events whose text contains `text` (on host `on`), in the window.
+    fn event_count(
+        &self,
+        filter: &Filter,
+        text: &str,
+        on: Option<&str>,
+        min: Option<u64>,
+        max: Option<u64>,
+    ) -> (String, String, bool) {
+        let matching: Vec<&crate::trace::Event> = self
+            .events
+            .iter()
+            .filter(|e| filter.contains(e.at))
+            .filter(|e| on.is_none_or(|host| e.host == host))
+            .filter(|e| e.kind.to_string().contains(text))
+            .collect();
+        let count = matching.len() as u64;
+        let wanted = match (min, max) {
+            (Some(min), Some(max)) => format!("{min}..={max} \"{text}\" events"),
+            (Some(min), None) => format!(">= {min} \"{text}\" events"),
+            (None, Some(max)) => format!("<= {max} \"{text}\" events"),
+            (None, None) => format!("\"{text}\" events"),
+        };
+        let observed = match (matching.first(), matching.last()) {
+            (Some(first), Some(last)) => format!(
+                "{count}, first at {} on {}, last at {}",
+                crate::scenario::format_duration(first.at),
+                first.host,
+                crate::scenario::format_duration(last.at)
+            ),
+            _ => "0".to_owned(),
+        };
+        let pass = min.is_none_or(|m| count >= m) && max.is_none_or(|m| count <= m);
+        (wanted, observed, pass)
+    }
+
     fn no_calls(&self, filter: &Filter, endpoints: &[String]) -> (String, String, bool) {
         let offending: Vec<&Attempt<'_>> = self
             .attempts(filter)

@@ -154,6 +154,15 @@ impl<T: Transport> ServiceClient<T> {
                             break;
                         }
                         let endpoints = endpoints_of(&snapshots.borrow_and_update());
+                        // Never trade a known set for an empty one: a registry that
+                        // lost its state (restart, or leases that lapsed while it was
+                        // partitioned) answers "no instances" until servers
+                        // re-register, and adopting that would fail every call.
+                        // Dead endpoints in the kept set fail fast and are routed
+                        // around (gRPC xDS's `ignore_resource_deletion`, same reason).
+                        if endpoints.is_empty() && !inner.endpoints().is_empty() {
+                            continue;
+                        }
                         inner.set_endpoints(endpoints);
                     }
                     changed = states.changed() => {

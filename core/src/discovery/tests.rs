@@ -675,6 +675,38 @@ async fn the_endpoint_set_follows_a_resolver_over_the_registry_service() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_empty_registry_answer_does_not_empty_a_known_endpoint_set() {
+    // Proves the "ignore deletion" rule: when every instance vanishes from the
+    // registry (leases lapsed while it was cut off, or it restarted empty), the
+    // client keeps calling the endpoints it knew, and adopts the next non-empty
+    // list as soon as instances register again.
+    let net = MemNet::default();
+    servers(&net, &["a:1", "b:1"]).await;
+    let registry_state = MemoryRegistry::new();
+    let registry: Arc<dyn Registry> = Arc::new(registry_state.clone());
+    let ttl = Duration::from_secs(10);
+    let lease_a = registry
+        .register(Instance::new("echo", "a:1"), ttl)
+        .await
+        .unwrap();
+    let resolver = crate::Resolver::spawn(Arc::clone(&registry), "echo", ResolverConfig::default());
+    resolver.ready().await;
+    let (config, _events) = config();
+    let service = ServiceClient::with_resolver(net.clone(), resolver, config);
+    let client = Client::new(service.clone());
+    registry.deregister(lease_a).await.unwrap();
+    sleep(Duration::from_millis(100)).await;
+    assert_eq!(service.endpoints(), endpoints(&["a:1"]));
+    assert_eq!(who(&client, CallOptions::new()).await.unwrap(), "a:1");
+    registry
+        .register(Instance::new("echo", "b:1"), ttl)
+        .await
+        .unwrap();
+    sleep(Duration::from_millis(100)).await;
+    assert_eq!(service.endpoints(), endpoints(&["b:1"]));
+}
+
+#[tokio::test(start_paused = true)]
 async fn the_remote_registry_tells_a_lost_lease_from_a_server_that_is_not_a_registry() {
     // Proves the wire mapping: a lost lease comes back as the trait's NotFound,
     // and calling a server without the registry's methods is Unimplemented

@@ -18,7 +18,7 @@ use squall::{
     ServiceClientConfig, Status,
 };
 
-use super::server::{control_channel, registry_addr};
+use super::server::{control_backoff, control_channel, registry_addr};
 use super::{sleep_until_sim, CALL_KEY, CLIENT_KEY};
 use crate::net::{SimTransport, SERVER_PORT};
 use crate::recorder::{now, Recorder};
@@ -356,6 +356,7 @@ pub fn software(
                         ResolverConfig {
                             watch_timeout: registry.watch_timeout,
                             call_timeout: Duration::from_secs(1),
+                            backoff: control_backoff(seeds.stream("resolver")),
                             ..ResolverConfig::default()
                         },
                     );

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use rand::Rng as _;
 use serde_bytes::ByteBuf;
-use squall::registry::{RegistrarConfig, RemoteRegistry, RemoteRegistryConfig};
+use squall::registry::{Backoff, RegistrarConfig, RemoteRegistry, RemoteRegistryConfig};
 use squall::server::ServerConfig;
 use squall::{
     BalancerKind, CallOptions, ChannelConfig, Client, Context, Endpoint, FailMode, Instance, Pool,
@@ -42,6 +42,12 @@ pub fn control_channel() -> ChannelConfig {
         keepalive_timeout: Duration::from_secs(1),
         ..ChannelConfig::default()
     }
+}
+
+/// Retry pacing for registry calls inside the simulation: 100ms doubling to a
+/// 1s cap, jittered, so a healed registry is found again within about a second.
+pub fn control_backoff(rng: squall::rng::Rng) -> Backoff {
+    Backoff::new(Duration::from_millis(100), Duration::from_secs(1)).with_jitter(rng)
 }
 
 /// A server host's state that outlives restarts and that the harness can change.
@@ -239,6 +245,7 @@ fn register(state: &ServerState, transport: &SimTransport) -> Option<Registrar> 
         RegistrarConfig {
             ttl: config.ttl,
             keep_alive_interval: Some(config.heartbeat),
+            backoff: control_backoff(state.seeds.stream("registrar")),
             ..RegistrarConfig::default()
         },
     ))

@@ -13,7 +13,7 @@ use super::validate::{method_name, Context, Role};
 /// Every expectation kind with the kind-specific keys it takes and requires.
 /// `name`, `client`, `method`, `from`, `to` are accepted by all (except `method`
 /// by the breaker kinds). A new kind goes here, in [`check_kind`] and in `crate::expect`.
-const KINDS: [(&str, &[&str], &[&str]); 14] = [
+const KINDS: [(&str, &[&str], &[&str]); 15] = [
     ("success_rate", &["min"], &["min"]),
     (
         "latency",
@@ -40,6 +40,7 @@ const KINDS: [(&str, &[&str], &[&str]); 14] = [
         &["endpoint", "at"],
     ),
     ("handlers_end_by_deadline", &["slack"], &["slack"]),
+    ("event", &["text", "on", "min", "max"], &["text"]),
 ];
 
 /// The kinds that read breaker transitions: per endpoint, never per method.
@@ -240,6 +241,48 @@ fn check_kind(
             Check::CallShare {
                 endpoints: endpoints()?,
                 min,
+                max,
+            }
+        }
+        "event" => {
+            let min = count_value(loc, raw.min.as_ref(), "min")?;
+            let max = count_value(loc, raw.max.as_ref(), "max")?;
+            bounds_ordered(loc, raw, min.zip(max).is_none_or(|(a, b)| a <= b))?;
+            let text = raw
+                .text
+                .as_ref()
+                .map(|t| t.get_ref().trim().to_owned())
+                .unwrap_or_default();
+            if text.is_empty() {
+                let span = raw.text.as_ref().map_or(raw.kind.span(), Spanned::span);
+                return Err(loc.at(
+                    span,
+                    "event text is empty".to_owned(),
+                    Some("give part of a trace line, e.g. text = \"registry.expire instance=server-2\"".to_owned()),
+                ));
+            }
+            let on = match &raw.on {
+                None => None,
+                Some(host) => {
+                    let name = host.get_ref();
+                    if !(cx.names.is_host(name) || (cx.registry && name == super::REGISTRY_HOST)) {
+                        return Err(loc.at(
+                            host.span(),
+                            format!("no host named \"{name}\""),
+                            Some("`on` is the host that records the event: a server, client, `registry` or `sim`".to_owned()),
+                        ));
+                    }
+                    Some(name.clone())
+                }
+            };
+            Check::Event {
+                text,
+                on,
+                min: if min.is_none() && max.is_none() {
+                    Some(1)
+                } else {
+                    min
+                },
                 max,
             }
         }

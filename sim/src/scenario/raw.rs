@@ -211,6 +211,8 @@ pub(crate) struct RawExpect {
     pub(crate) max_endpoints: Option<Spanned<i64>>,
     pub(crate) at: Option<Spanned<DurationText>>,
     pub(crate) slack: Option<Spanned<DurationText>>,
+    pub(crate) text: Option<Spanned<String>>,
+    pub(crate) on: Option<Spanned<String>>,
     pub(crate) client: Option<Spanned<String>>,
     pub(crate) method: Option<Spanned<String>>,
     pub(crate) from: Option<Spanned<DurationText>>,
@@ -258,6 +260,8 @@ impl RawExpect {
         );
         add("at", self.at.as_ref().map(Spanned::span));
         add("slack", self.slack.as_ref().map(Spanned::span));
+        add("text", self.text.as_ref().map(Spanned::span));
+        add("on", self.on.as_ref().map(Spanned::span));
         keys
     }
 }

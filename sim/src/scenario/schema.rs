@@ -489,6 +489,19 @@ pub enum Check {
         /// Inclusive upper bound, 0..=1.
         max: Option<f64>,
     },
+    /// `event`: trace events whose text (`registry.expire instance=server-2`)
+    /// contains `text`, recorded on host `on` if given, counted inside the
+    /// window: at least `min` (default 1 when neither bound is given), at most `max`.
+    Event {
+        /// A substring of the event's text form.
+        text: String,
+        /// Only events recorded on this host.
+        on: Option<String>,
+        /// At least this many.
+        min: Option<u64>,
+        /// At most this many.
+        max: Option<u64>,
+    },
     /// No attempt sent to `endpoints` (in the filter's window, which is required).
     NoCalls {
         /// Server hosts.

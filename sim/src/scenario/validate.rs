@@ -62,6 +62,11 @@ pub(crate) struct Names {
 }
 
 impl Names {
+    /// Whether `name` is a host of the scenario (or the harness's `sim`).
+    pub(crate) fn is_host(&self, name: &str) -> bool {
+        name == "sim" || self.hosts.contains_key(name)
+    }
+
     /// Resolves a host or group name to hosts of an allowed role.
     pub(crate) fn resolve(
         &self,
