@@ -73,7 +73,7 @@ impl Transport for SimTransport {
                     &self.host,
                     EventKind::ConnectFailed {
                         peer,
-                        reason: error.to_string(),
+                        reason: format!("{:?} ({error})", error.kind()),
                     },
                 );
                 Err(error)
