@@ -115,4 +115,5 @@ scenarios! {
     hedging_cuts_the_tail_of_a_gray_failure_within_budget => "hedging.toml",
     the_breaker_does_not_flap_on_a_flapping_link => "flapping.toml",
     a_spent_deadline_stops_the_second_hop => "deadline-two-hop.toml",
+    servers_re_register_after_the_registry_restarts => "registry-restart.toml",
 }

@@ -156,13 +156,13 @@ fn check_action(
             links: from_to(cx, raw)?,
         },
         "crash" => FaultAction::Crash {
-            hosts: servers(cx, raw)?,
+            hosts: crashable(cx, raw)?,
         },
         "restart" => FaultAction::Restart {
-            hosts: servers(cx, raw)?,
+            hosts: crashable(cx, raw)?,
         },
         "silent_death" => FaultAction::SilentDeath {
-            hosts: servers(cx, raw)?,
+            hosts: crashable(cx, raw)?,
         },
         "leave" => {
             if !cx.registry {
@@ -268,6 +268,17 @@ fn links(
 }
 
 /// `host`: server hosts only (clients are the workload drivers; they do not crash).
+/// Hosts a crash, restart or silent death may name: servers, and the registry
+/// (it runs in the simulation like any server, and loses its state on a crash).
+/// Clients are excluded: their in-flight calls would have no caller to resolve.
+fn crashable(cx: &Context<'_>, raw: &RawFault) -> Result<Vec<String>, ScenarioError> {
+    let Some(host) = &raw.host else {
+        return Ok(Vec::new());
+    };
+    cx.names
+        .resolve(&cx.loc, host, "host", &[Role::Server, Role::Registry])
+}
+
 fn servers(cx: &Context<'_>, raw: &RawFault) -> Result<Vec<String>, ScenarioError> {
     let Some(host) = &raw.host else {
         return Ok(Vec::new());

@@ -102,6 +102,7 @@ impl Names {
             };
             let wanted = match allowed {
                 [Role::Server] => "a server host or group",
+                [Role::Server, Role::Registry] => "a server host or group, or the registry",
                 [Role::Client] => "a client host or group",
                 _ => "a server or client host or group",
             };
