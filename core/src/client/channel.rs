@@ -1,6 +1,7 @@
 //! [`Channel`]: one multiplexed connection. Many calls share it; each request
-//! carries an id, and the reader task hands each response to the caller waiting
-//! on that id, whatever order responses arrive in.
+//! carries an id, and the connection task hands each response to the caller
+//! waiting on that id, whatever order responses arrive in. The same task writes
+//! the requests callers queue, so one task (on one worker) runs the connection.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -18,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::table::CallTable;
 use super::{Caller, OutgoingRequest, Reply};
-use crate::conn::{run_writer, WriteQueue};
+use crate::conn::{Outbox, WriteQueue};
 use crate::context::inherited_deadline;
 use crate::protocol::{Codec, Flags, Frame, FrameCodec, FrameKind, Limits, Metadata};
 use crate::status::{Code, Status};
@@ -103,7 +104,7 @@ struct Pending {
     closed: Option<Status>,
 }
 
-/// State shared by the handles, the reader task, the writer task and pending calls.
+/// State shared by the handles, the connection task and pending calls.
 struct Shared {
     /// The peer, as dialled (for error messages).
     peer: String,
@@ -132,7 +133,8 @@ impl Shared {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Fails every waiting call with `reason` and stops both tasks. Idempotent.
+    /// Fails every waiting call with `reason` and stops the connection task
+    /// (which then writes what is queued and closes the stream). Idempotent.
     fn close(&self, reason: Status) {
         let calls = {
             let mut pending = self.pending();
@@ -288,16 +290,7 @@ impl Channel {
             rearm: Notify::new(),
             config,
         });
-        let writer_shared = Arc::clone(&shared);
-        tokio::spawn(async move {
-            if let Err(error) = run_writer(&writer_shared.queue, writer).await {
-                let peer = &writer_shared.peer;
-                writer_shared.close(Status::unavailable(format!(
-                    "write to {peer} failed: {error}"
-                )));
-            }
-        });
-        tokio::spawn(run_reader(Arc::clone(&shared), reader));
+        tokio::spawn(run_connection(Arc::clone(&shared), reader, writer));
         Channel {
             owner: Arc::new(Owner { shared }),
         }
@@ -537,9 +530,28 @@ impl Drop for PendingCall {
 /// and the stop signal again (a bound, so a flood cannot starve them).
 const FRAMES_PER_BATCH_MAX: u64 = 256;
 
-/// Reads frames until the stream ends, breaks, the peer stops answering
-/// keepalives, or the channel is closed; then fails every waiting call.
-async fn run_reader<R: AsyncRead + Unpin>(shared: Arc<Shared>, reader: R) {
+/// Reads frames and writes queued ones until the stream ends, breaks, the peer
+/// stops answering keepalives, or the channel is closed; then fails every
+/// waiting call, writes what is still queued and closes the stream.
+async fn run_connection<R, W>(shared: Arc<Shared>, reader: R, writer: W)
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    if let Some(outbox) = serve(&shared, reader, Outbox::new(writer)).await {
+        // Cancels and pings already queued still go out; the queue is closed,
+        // so this ends once they are written (or the stream fails).
+        let _ = outbox.finish(&shared.queue).await;
+    }
+}
+
+/// The connection's loop. Ends with the channel closed; returns the write half
+/// unless writing failed.
+async fn serve<R, W>(shared: &Shared, reader: R, mut outbox: Outbox<W>) -> Option<Outbox<W>>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     let mut frames = FramedRead::new(reader, FrameCodec::new(shared.config.limits));
     let interval = shared.config.keepalive_interval;
     let timeout = shared.config.keepalive_timeout;
@@ -559,10 +571,33 @@ async fn run_reader<R: AsyncRead + Unpin>(shared: Arc<Shared>, reader: R) {
     tokio::pin!(stop);
     let rearm = shared.rearm.notified();
     tokio::pin!(rearm);
+    // Fires when a caller queues a request while the outbox is idle.
+    let requests_queued = shared.queue.notified();
+    tokio::pin!(requests_queued);
     let reason = loop {
+        // Take what is queued; with nothing queued, the queue is told to wake
+        // `requests_queued` for the next request.
+        if !outbox.refill(&shared.queue) {
+            // Closed and drained: only `close` closes the queue.
+            return Some(outbox);
+        }
         tokio::select! {
             biased;
-            () = &mut stop => return,
+            // Writes first: a chunk the stream is not ready for is driven to
+            // completion before anything else, then the outbox refills.
+            written = outbox.write_chunk(), if outbox.has_chunk() => {
+                if let Err(error) = written {
+                    shared.close(Status::unavailable(format!("write to {peer} failed: {error}")));
+                    return None;
+                }
+            }
+            () = &mut stop => return Some(outbox),
+            () = &mut requests_queued, if !outbox.has_chunk() => {
+                requests_queued.set(shared.queue.notified());
+                // Let the callers that are ready now queue their requests too,
+                // so one write carries them all.
+                tokio::task::yield_now().await;
+            }
             () = &mut rearm => {
                 rearm.set(shared.rearm.notified());
                 let armed = shared.pending().armed;
@@ -579,7 +614,7 @@ async fn run_reader<R: AsyncRead + Unpin>(shared: Arc<Shared>, reader: R) {
                 let mut handled: u64 = 0;
                 let end = loop {
                     match item {
-                        Some(Ok(frame)) => on_frame(&shared, frame),
+                        Some(Ok(frame)) => on_frame(shared, frame),
                         Some(Err(error)) => {
                             tracing::warn!(%peer, %error, "closing connection: malformed frame from server");
                             break Some(Status::unavailable(format!("connection to {peer} broke: {error}")));
@@ -620,6 +655,7 @@ async fn run_reader<R: AsyncRead + Unpin>(shared: Arc<Shared>, reader: R) {
         }
     };
     shared.close(reason);
+    Some(outbox)
 }
 
 fn on_frame(shared: &Shared, frame: Frame) {

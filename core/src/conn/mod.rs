@@ -3,4 +3,4 @@
 
 mod writer;
 
-pub(crate) use writer::{run_writer, QueueError, WriteQueue};
+pub(crate) use writer::{Outbox, QueueError, WriteQueue};

@@ -2,11 +2,20 @@
 //! shared buffer (on the caller's task, so the writer task only does I/O). The
 //! writer task swaps the whole buffer out and writes it with one `write_all`, so
 //! a burst of N frames costs one syscall, not N.
+//!
+//! The writing can also be done by the task that reads the connection, through
+//! an [`Outbox`]: replies queued by handlers that ran inline on the reader's task
+//! are then written by that same task, with no hand-off to another task (which
+//! on a multi-threaded runtime is often a wake-up on another core).
 
+use std::future::poll_fn;
+use std::pin::Pin;
 use std::sync::Mutex;
+use std::task::{ready, Context, Poll};
 
 use bytes::BytesMut;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::sync::futures::Notified;
 use tokio::sync::Notify;
 
 use crate::protocol::{Frame, FrameCodec, ProtocolError};
@@ -49,6 +58,10 @@ struct State {
     buf: BytesMut,
     /// Set once the connection is closing: the writer flushes `buf` and stops.
     closed: bool,
+    /// The writer found `buf` empty and waits for a wake-up. Only then does a
+    /// sender notify: a writer that is busy takes the buffer again by itself,
+    /// and a wake-up it does not need would cost it an extra turn.
+    writer_parked: bool,
 }
 
 /// The queue of encoded frames waiting for the writer task.
@@ -58,7 +71,7 @@ pub(crate) struct WriteQueue {
     codec: FrameCodec,
     /// Buffered bytes and the closed flag.
     state: Mutex<State>,
-    /// Wakes the writer task when the buffer goes from empty to non-empty, or on close.
+    /// Wakes the writer when it is parked and a frame is queued, or on close.
     wake: Notify,
     /// Backlog bound in bytes: past it, new frames are refused (limits on everything).
     backlog_max: usize,
@@ -71,6 +84,7 @@ impl WriteQueue {
             state: Mutex::new(State {
                 buf: BytesMut::with_capacity(16 * 1024),
                 closed: false,
+                writer_parked: false,
             }),
             wake: Notify::new(),
             backlog_max,
@@ -86,12 +100,12 @@ impl WriteQueue {
         if state.buf.len() > self.backlog_max {
             return Err(QueueError::Full);
         }
-        let was_empty = state.buf.is_empty();
         self.codec
             .encode_frame(frame, &mut state.buf)
             .map_err(QueueError::Protocol)?;
+        let parked = std::mem::replace(&mut state.writer_parked, false);
         drop(state);
-        if was_empty {
+        if parked {
             self.wake.notify_one();
         }
         Ok(())
@@ -105,21 +119,106 @@ impl WriteQueue {
         self.wake.notify_one();
     }
 
+    /// Tells senders the writer will take the buffer again before it waits, so
+    /// they need not wake it (the reader calls this before dispatching a batch:
+    /// the replies of handlers that run inline then cost no wake-up).
+    pub(crate) fn writer_busy(&self) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.writer_parked = false;
+    }
+
+    /// Resolves once a frame is queued after the writer parked (or on close).
+    pub(crate) fn notified(&self) -> Notified<'_> {
+        self.wake.notified()
+    }
+
     /// Takes everything queued, leaving `spare`'s allocation in its place.
-    /// Returns `None` when closed and drained.
+    /// Returns `None` when closed and drained; `Some(false)` when there is
+    /// nothing to write, and the writer is then parked: the next frame queued
+    /// wakes it.
     fn take(&self, spare: &mut BytesMut) -> Option<bool> {
+        debug_assert!(spare.is_empty(), "unwritten bytes would be lost");
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if state.buf.is_empty() {
-            return if state.closed { None } else { Some(false) };
+            if state.closed {
+                return None;
+            }
+            state.writer_parked = true;
+            return Some(false);
         }
         std::mem::swap(&mut state.buf, spare);
         Some(true)
     }
 }
 
+/// The write half of a connection, written by the task that owns it (rather
+/// than by a writer task of its own): it takes what is queued, in one piece,
+/// and keeps the unwritten rest across calls, so a write the stream is not
+/// ready for can wait in a `select!` beside the reads.
+#[derive(Debug)]
+pub(crate) struct Outbox<W> {
+    /// The stream.
+    writer: W,
+    /// Bytes taken from the queue and not yet completely written.
+    chunk: BytesMut,
+    /// How many bytes of `chunk` are written.
+    written: usize,
+}
+
+impl<W: AsyncWrite + Unpin> Outbox<W> {
+    pub(crate) fn new(writer: W) -> Outbox<W> {
+        Outbox {
+            writer,
+            chunk: BytesMut::with_capacity(16 * 1024),
+            written: 0,
+        }
+    }
+
+    /// Whether bytes are waiting to be written.
+    pub(crate) fn has_chunk(&self) -> bool {
+        !self.chunk.is_empty()
+    }
+
+    /// Takes what is queued, unless a chunk is still being written. Returns
+    /// false once the queue is closed and drained.
+    pub(crate) fn refill(&mut self, queue: &WriteQueue) -> bool {
+        self.has_chunk() || queue.take(&mut self.chunk).is_some()
+    }
+
+    /// Writes the chunk; resolves when all of it is written. Cancel-safe: what
+    /// is written stays written, and the next call goes on from there.
+    pub(crate) async fn write_chunk(&mut self) -> std::io::Result<()> {
+        poll_fn(|cx| self.poll_write_chunk(cx)).await
+    }
+
+    fn poll_write_chunk(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        while self.written < self.chunk.len() {
+            let unwritten = &self.chunk[self.written..];
+            let count = ready!(Pin::new(&mut self.writer).poll_write(cx, unwritten))?;
+            if count == 0 {
+                return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+            }
+            self.written += count;
+        }
+        self.chunk.clear();
+        self.written = 0;
+        Poll::Ready(Ok(()))
+    }
+
+    /// Writes the rest and everything still queued, then shuts the stream down.
+    /// The caller has closed the queue (or will), so this ends.
+    pub(crate) async fn finish(mut self, queue: &WriteQueue) -> std::io::Result<()> {
+        if let Err(error) = self.write_chunk().await {
+            queue.close();
+            return Err(error);
+        }
+        run_writer(queue, self.writer).await
+    }
+}
+
 /// Writes queued frames until the queue is closed and drained or the stream fails.
 /// Returns the I/O error, if any; the caller closes the connection either way.
-pub(crate) async fn run_writer<W: AsyncWrite + Unpin>(
+async fn run_writer<W: AsyncWrite + Unpin>(
     queue: &WriteQueue,
     mut writer: W,
 ) -> std::io::Result<()> {
@@ -128,7 +227,7 @@ pub(crate) async fn run_writer<W: AsyncWrite + Unpin>(
         match queue.take(&mut chunk) {
             None => break,
             Some(false) => {
-                queue.wake.notified().await;
+                queue.notified().await;
                 // Let the tasks that are ready now (handlers finishing, callers
                 // starting) queue their frames too, so one write carries them all.
                 tokio::task::yield_now().await;

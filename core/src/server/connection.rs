@@ -1,5 +1,7 @@
 //! One server connection: read frames, dispatch requests onto their own tasks,
-//! answer pings and cancels, drain on shutdown.
+//! answer pings and cancels, drain on shutdown. The same task writes the
+//! replies: those of handlers that finish inline are written right after the
+//! batch of frames that asked for them, without waking another task.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -16,7 +18,7 @@ use tokio_util::codec::FramedRead;
 use tower::{Service as _, ServiceExt as _};
 
 use super::{BoxService, ServerConfig};
-use crate::conn::{run_writer, QueueError, WriteQueue};
+use crate::conn::{Outbox, QueueError, WriteQueue};
 use crate::context::{poll_with_deadline, with_deadline, Context};
 use crate::protocol::{Codec, Flags, Frame, FrameCodec, FrameKind};
 use crate::server::router::{Request, Response};
@@ -130,13 +132,10 @@ pub(crate) async fn serve_connection<R, W>(
         FrameCodec::new(config.limits),
         config.write_backlog_max,
     ));
-    let writer = {
-        let queue = Arc::clone(&queue);
-        tokio::spawn(async move { run_writer(&queue, conn.writer).await })
-    };
+    let mut outbox = Outbox::new(conn.writer);
     let in_flight = Arc::new(InFlight::default());
-    // However this function ends (even by a panic), stop the handlers and let
-    // the writer flush and close, so the peer sees the connection end.
+    // However this function ends (even by a panic), stop the handlers and close
+    // the queue, so handlers still running queue nothing more.
     let _cleanup = Cleanup {
         in_flight: Arc::clone(&in_flight),
         queue: Arc::clone(&queue),
@@ -171,12 +170,30 @@ pub(crate) async fn serve_connection<R, W>(
         }
     };
     tokio::pin!(shutdown_signal);
+    // Fires when a spawned handler queues a reply while the outbox is idle.
+    let replies_queued = queue.notified();
+    tokio::pin!(replies_queued);
+    let mut write_error = None;
     loop {
         if dispatcher.draining && in_flight.is_empty() {
             break;
         }
+        // Take what is queued; with nothing queued, the queue is told to wake
+        // `replies_queued` for the next reply.
+        outbox.refill(&queue);
         tokio::select! {
             biased;
+            // Writes first: a chunk the stream is not ready for is driven to
+            // completion before anything else, then the outbox refills.
+            written = outbox.write_chunk(), if outbox.has_chunk() => {
+                if let Err(error) = written {
+                    write_error = Some(error);
+                    break;
+                }
+            }
+            () = &mut replies_queued, if !outbox.has_chunk() => {
+                replies_queued.set(queue.notified());
+            }
             () = &mut shutdown_signal, if !dispatcher.draining => {
                 dispatcher.start_draining();
                 grace.as_mut().reset(Instant::now() + config.shutdown_grace);
@@ -184,7 +201,9 @@ pub(crate) async fn serve_connection<R, W>(
             frame = frames.next() => {
                 // Dispatch this frame and every one already readable, then go back
                 // to the other branches: one loop turn (and one clock read, the
-                // frames' arrival time) per read rather than per frame.
+                // frames' arrival time) per read rather than per frame. Replies
+                // queued meanwhile are taken at the top of the loop: no wake-up.
+                queue.writer_busy();
                 let arrived = Instant::now();
                 let mut item = frame;
                 let mut handled: u64 = 0;
@@ -230,7 +249,12 @@ pub(crate) async fn serve_connection<R, W>(
         }
     }
     drop(_cleanup);
-    if let Ok(Err(error)) = writer.await {
+    let result = match write_error {
+        Some(error) => Err(error),
+        // Flush what is queued (a goaway, the last replies) and close.
+        None => outbox.finish(&queue).await,
+    };
+    if let Err(error) = result {
         tracing::debug!(%peer, %error, "connection write failed");
     }
 }
