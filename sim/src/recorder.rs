@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use crate::net::Sockets;
 use crate::trace::{Event, EventKind, Trace};
 
 /// The most events one run may record: far above any sane scenario (a 30 s run
@@ -13,9 +14,12 @@ use crate::trace::{Event, EventKind, Trace};
 /// with a clear error instead of exhausting memory.
 pub const EVENTS_MAX: usize = 5_000_000;
 
-/// A shared, append-only event log.
+/// A shared, append-only event log — the run's shared harness handle, which
+/// also carries the registry of simulated sockets ([`Sockets`]).
 #[derive(Clone, Debug, Default)]
 pub struct Recorder {
+    /// Every host's open connections, for deterministic crash teardown.
+    sockets: Sockets,
     /// The events so far.
     events: Arc<Mutex<Vec<Event>>>,
     /// Set once [`EVENTS_MAX`] is reached: later events are dropped, workloads
@@ -53,6 +57,11 @@ impl Recorder {
             host: host.to_owned(),
             kind,
         });
+    }
+
+    /// The run's simulated sockets.
+    pub fn sockets(&self) -> &Sockets {
+        &self.sockets
     }
 
     /// Whether the log reached [`EVENTS_MAX`].

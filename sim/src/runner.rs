@@ -3,7 +3,7 @@
 //! expectations on the trace. A run is a pure function of (scenario, seed, code).
 
 use std::collections::BTreeSet;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -118,6 +118,7 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<RunOutcome, RunError> {
                 forward: group.forward.clone(),
                 registry: scenario.registry.clone(),
                 leave: watch::channel(false).0,
+                crashed: AtomicBool::new(false),
                 seeds: seeds.child(&host.name),
             });
             let software = server::software(Arc::clone(&state), recorder.clone());
@@ -243,6 +244,7 @@ impl World<'_> {
                 for host in hosts {
                     if let Some(server) = self.servers.iter().find(|s| &s.name == host) {
                         server.leave.send_replace(false);
+                        server.crashed.store(false, Ordering::Relaxed);
                     }
                     self.sim.bounce(host.as_str());
                 }
@@ -308,6 +310,16 @@ impl World<'_> {
     fn crash(&mut self, host: &str, at: Duration) {
         if let Some(client) = self.clients.iter().find(|c| c.name == host) {
             client.abandon_in_flight(self.recorder, at, "ClientCrashed");
+        }
+        if let Some(server) = self.servers.iter().find(|s| s.name == host) {
+            server.crashed.store(true, Ordering::Relaxed);
+        }
+        // Let the host close its sockets in a fixed order during one tick before
+        // turmoil drops its runtime (whose task-drop order is not deterministic):
+        // see `net`. The crash itself lands one tick after its scheduled time.
+        self.recorder.sockets().request_close(host);
+        if let Err(error) = self.sim.step() {
+            tracing::warn!(%error, host, "step before crash failed");
         }
         self.sim.crash(host);
     }

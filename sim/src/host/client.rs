@@ -317,6 +317,7 @@ pub fn software(
         let registry = registry.clone();
         Box::pin(async move {
             let group = &state.group;
+            recorder.sockets().spawn_closer(&state.name);
             let transport = SimTransport::new(&state.name, recorder.clone());
             let channel = ChannelConfig {
                 connect_timeout: group.connection.connect_timeout,

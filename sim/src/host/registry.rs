@@ -46,6 +46,7 @@ fn trace_event(event: &RegistryEvent) -> EventKind {
 
 async fn serve(state: Arc<RegistryState>, recorder: Recorder) -> turmoil::Result {
     let incarnation = state.incarnation.fetch_add(1, Ordering::Relaxed);
+    recorder.sockets().spawn_closer(REGISTRY_HOST);
     let observer_recorder = recorder.clone();
     let registry = MemoryRegistry::builder()
         .observer(Arc::new(move |event: &RegistryEvent| {

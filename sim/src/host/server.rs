@@ -9,6 +9,7 @@
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -73,6 +74,10 @@ pub struct ServerState {
     pub registry: Option<RegistryConfig>,
     /// Set by a `leave` fault: deregister, drain, stop. Reset by a restart.
     pub leave: watch::Sender<bool>,
+    /// Set by the harness just before a crash: handlers dropped by the crash
+    /// record no `server.done` (the order tokio drops them in is not
+    /// deterministic, and "the server died" is not a handler outcome).
+    pub crashed: AtomicBool,
     /// Named random streams for this host's clients (forwarding).
     pub seeds: SeedSource,
 }
@@ -99,6 +104,7 @@ impl ServerState {
 /// Records `server.done` when the handler ends — `cancelled` if it is dropped
 /// before finishing (its caller gave up, or its deadline passed).
 struct HandlerGuard {
+    state: Arc<ServerState>,
     recorder: Recorder,
     host: String,
     client: String,
@@ -109,6 +115,9 @@ struct HandlerGuard {
 
 impl Drop for HandlerGuard {
     fn drop(&mut self) {
+        if self.outcome.is_none() && self.state.crashed.load(Ordering::Relaxed) {
+            return;
+        }
         self.recorder.record(
             &self.host,
             EventKind::HandlerDone {
@@ -144,6 +153,7 @@ async fn handle(
         },
     );
     let mut guard = HandlerGuard {
+        state: Arc::clone(&state),
         recorder,
         host: state.name.clone(),
         client,
@@ -252,6 +262,7 @@ fn register(state: &ServerState, transport: &SimTransport) -> Option<Registrar> 
 }
 
 async fn serve(state: Arc<ServerState>, recorder: Recorder) -> turmoil::Result {
+    recorder.sockets().spawn_closer(&state.name);
     sleep_until_sim(state.start_at).await;
     let transport = SimTransport::new(&state.name, recorder.clone());
     let listener = transport.bind(&bind_addr()).await?;
