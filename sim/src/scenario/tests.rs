@@ -250,7 +250,7 @@ fn hosts_of_the_wrong_role_are_rejected() {
     let error = error_appending("[[faults]]\nat = \"5s\"\nkind = \"crash\"\nhost = \"client-1\"\n");
     assert_eq!(
         error,
-        "x.toml:19: host: \"client-1\" is a client (expected a server host or group)"
+        "x.toml:19: host: \"client-1\" is a client (expected a server host or group, or the registry)"
     );
     let error =
         error_appending("[[expect]]\nkind = \"success_rate\"\nmin = 0.9\nclient = \"server\"\n");
