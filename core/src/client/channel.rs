@@ -407,8 +407,10 @@ impl Channel {
                     shared.rearm.notify_one();
                 }
             }
+            // Under the lock, so close() and the deadline sweep (which reset and
+            // decrement it under the same lock) never see the entry without it.
+            shared.in_flight.fetch_add(1, Ordering::Relaxed);
         }
-        shared.in_flight.fetch_add(1, Ordering::Relaxed);
         shared.calls_started.fetch_add(1, Ordering::Relaxed);
         if let Err(error) = shared.queue.send(&frame) {
             shared.remove(id);
@@ -541,7 +543,9 @@ where
     if let Some(outbox) = serve(&shared, reader, Outbox::new(writer)).await {
         // Cancels and pings already queued still go out; the queue is closed,
         // so this ends once they are written (or the stream fails).
-        let _ = outbox.finish(&shared.queue).await;
+        // Bounded like a keepalive: a dead peer must not hold the task forever.
+        let bound = shared.config.keepalive_timeout;
+        let _ = tokio::time::timeout(bound, outbox.finish(&shared.queue)).await;
     }
 }
 

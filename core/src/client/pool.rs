@@ -192,7 +192,7 @@ impl<T: Transport> Pool<T> {
         let start = state.connecting.is_none() && !backing_off;
         drop(state);
         if start {
-            tokio::spawn(self.connect_shared().map(|_| ()));
+            drop(self.connect_shared()); // runs on its own task
         }
         PoolHealth::Degraded
     }
@@ -236,6 +236,10 @@ impl<T: Transport> Pool<T> {
         .boxed()
         .shared();
         state.connecting = Some(connecting.clone());
+        // Drive the connect on a task of its own: a `Shared` future only runs
+        // while polled, and the calls awaiting it may be dropped (deadline, hedge
+        // loser), which would leave it stalled in `connecting` for good.
+        tokio::spawn(connecting.clone().map(|_| ()));
         connecting
     }
 }
@@ -263,7 +267,7 @@ impl<T: Transport> Caller for Pool<T> {
                 let failures = state.failures;
                 drop(state);
                 if !waiting {
-                    tokio::spawn(self.connect_shared().map(|_| ()));
+                    drop(self.connect_shared()); // runs on its own task
                 }
                 let status = Status::unavailable(format!(
                     "{} unreachable after {failures} failed connects (last: {reason}); reconnecting in the background",
@@ -283,18 +287,44 @@ impl<T: Transport> Caller for Pool<T> {
             best => {
                 let connecting = self.connect_shared();
                 if let Some(channel) = best {
-                    // Grow in the background; this call uses what exists.
-                    tokio::spawn(connecting.map(|_| ()));
+                    // Grow in the background (the connect drives itself); this
+                    // call uses what exists.
+                    drop(connecting);
                     self.inner.reused.fetch_add(1, Ordering::Relaxed);
                     return PoolCall::Ready(channel.start(request));
                 }
                 self.inner.waited.fetch_add(1, Ordering::Relaxed);
+                // The task-local inherited deadline does not cross into the task:
+                // fix the call's deadline now and send what remains of it later.
+                let deadline = call_deadline(&request);
                 PoolCall::Connecting(tokio::spawn(async move {
                     let channel = connecting.await?;
+                    let mut request = request;
+                    if let Some(deadline) = deadline {
+                        let now = Instant::now();
+                        if deadline <= now {
+                            return Err(Status::deadline_exceeded(format!(
+                                "{}: the deadline passed while connecting",
+                                request.method
+                            ))
+                            .not_executed());
+                        }
+                        request.timeout = Some(deadline - now);
+                    }
                     channel.start(request).await
                 }))
             }
         }
+    }
+}
+
+/// The absolute deadline of `request`: its timeout from now, shortened by the
+/// deadline inherited from the handler running on this task.
+fn call_deadline(request: &OutgoingRequest) -> Option<Instant> {
+    let own = request.timeout.map(|timeout| Instant::now() + timeout);
+    match (own, crate::context::inherited_deadline()) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 

@@ -91,13 +91,36 @@ impl WriteQueue {
         }
     }
 
-    /// Encodes `frame` into the backlog.
+    /// Encodes `frame` into the backlog, refusing it if the backlog is over its
+    /// limit (new work: requests).
     pub(crate) fn send(&self, frame: &Frame) -> Result<(), QueueError> {
+        self.push(frame, true)
+    }
+
+    /// Encodes `frame` whatever the backlog: for answers to work already
+    /// admitted (responses, pongs, goaway), which must never be dropped — a
+    /// dropped response leaves its caller waiting for a reply that will not
+    /// come. Their total is bounded by calls in flight × the frame limit.
+    pub(crate) fn send_always(&self, frame: &Frame) -> Result<(), QueueError> {
+        self.push(frame, false)
+    }
+
+    /// Whether the backlog is over its limit (the server stops admitting requests).
+    pub(crate) fn is_full(&self) -> bool {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .buf
+            .len()
+            > self.backlog_max
+    }
+
+    fn push(&self, frame: &Frame, bounded: bool) -> Result<(), QueueError> {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if state.closed {
             return Err(QueueError::Closed);
         }
-        if state.buf.len() > self.backlog_max {
+        if bounded && state.buf.len() > self.backlog_max {
             return Err(QueueError::Full);
         }
         self.codec

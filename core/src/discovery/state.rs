@@ -68,6 +68,10 @@ struct Member<T: Transport> {
     pool: Option<Pool<T>>,
     /// The endpoint's breaker, if breaking is configured.
     breaker: Option<CircuitBreaker>,
+    /// Which incarnation of this address the member is: an endpoint that leaves
+    /// and rejoins gets a fresh member (and breaker), and an attempt begun on the
+    /// old one must not report its permit to the new breaker.
+    incarnation: u64,
 }
 
 /// Everything the lock guards.
@@ -100,6 +104,8 @@ pub(super) struct Inner<T: Transport> {
     state: Mutex<State<T>>,
     /// The next call id when the request carries none.
     next_call: AtomicU64,
+    /// The next member incarnation.
+    incarnations: AtomicU64,
     /// Whether the endpoint set is known: true at once for static endpoints;
     /// with a resolver, once it first answers (or gives up). Calls made before
     /// that wait for it, bounded by their deadline, instead of failing with "no
@@ -134,6 +140,8 @@ pub(super) struct AttemptGuard<T: Transport> {
     started: Instant,
     /// The breaker's permit; `None` once reported (or without a breaker).
     permit: Option<Permit>,
+    /// The incarnation of the member the permit came from.
+    incarnation: u64,
     /// Whether the outcome was reported.
     finished: bool,
 }
@@ -186,6 +194,7 @@ impl<T: Transport> Inner<T> {
             }),
             config,
             next_call: AtomicU64::new(1),
+            incarnations: AtomicU64::new(0),
             resolved: tokio::sync::watch::channel(true).0,
         }
     }
@@ -288,6 +297,7 @@ impl<T: Transport> Inner<T> {
         Member {
             pool: None,
             breaker,
+            incarnation: self.incarnations.fetch_add(1, Ordering::Relaxed),
         }
     }
 
@@ -363,6 +373,7 @@ impl<T: Transport> Inner<T> {
             }
             None => None,
         };
+        let incarnation = member.incarnation;
         let pool = member
             .pool
             .get_or_insert_with(|| {
@@ -394,6 +405,7 @@ impl<T: Transport> Inner<T> {
                 endpoint: addr,
                 started: now,
                 permit,
+                incarnation,
                 finished: false,
             },
             call,
@@ -472,6 +484,7 @@ impl<T: Transport> Inner<T> {
             let breaker = state
                 .members
                 .get_mut(addr)
+                .filter(|member| member.incarnation == guard.incarnation)
                 .and_then(|member| member.breaker.as_mut());
             if let (Some(breaker), Some(permit)) = (breaker, permit) {
                 let health = match &outcome {
@@ -481,7 +494,8 @@ impl<T: Transport> Inner<T> {
                 breaker.record(permit, now, rtt, health);
                 drain_transitions(addr, breaker, &mut events);
             }
-            // A permit of a departed endpoint is simply dropped with its breaker's state.
+            // A permit of a departed endpoint (or of an earlier incarnation of a
+            // rejoined one) is simply dropped with its breaker's state.
         }
         events.push(DiscoveryEvent::AttemptFinished {
             call: guard.call,

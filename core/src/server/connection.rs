@@ -87,9 +87,10 @@ pub(crate) fn response_frame(id: u64, codec: Codec, result: Result<bytes::Bytes,
 /// Queues a response. A reply that breaks a frame limit is replaced by an
 /// `Internal` error, so the caller always gets an answer.
 fn send_response(queue: &WriteQueue, id: u64, codec: Codec, result: Result<bytes::Bytes, Status>) {
-    if let Err(QueueError::Protocol(error)) = queue.send(&response_frame(id, codec, result)) {
+    if let Err(QueueError::Protocol(error)) = queue.send_always(&response_frame(id, codec, result))
+    {
         let status = Status::internal(format!("reply not sent: {error}"));
-        let _ = queue.send(&response_frame(id, codec, Err(status)));
+        let _ = queue.send_always(&response_frame(id, codec, Err(status)));
     }
 }
 
@@ -175,9 +176,12 @@ pub(crate) async fn serve_connection<R, W>(
     tokio::pin!(replies_queued);
     let mut write_error = None;
     loop {
-        if dispatcher.draining && in_flight.is_empty() {
-            break;
-        }
+        // Draining does not end when the last handler does: requests that
+        // crossed the goaway are still on their way and must be read and
+        // refused (Unavailable, not executed) rather than reset with the
+        // connection, which would leave their callers unsure whether they ran.
+        // A squall client closes its side once its calls are done; the grace
+        // period bounds any other.
         // Take what is queued; with nothing queued, the queue is told to wake
         // `replies_queued` for the next reply.
         outbox.refill(&queue);
@@ -251,8 +255,16 @@ pub(crate) async fn serve_connection<R, W>(
     drop(_cleanup);
     let result = match write_error {
         Some(error) => Err(error),
-        // Flush what is queued (a goaway, the last replies) and close.
-        None => outbox.finish(&queue).await,
+        // Flush what is queued (a goaway, the last replies) and close — within
+        // the grace period: a peer that stops reading must not hold the
+        // connection (and its permit, and shutdown) forever.
+        None => match tokio::time::timeout(config.shutdown_grace, outbox.finish(&queue)).await {
+            Ok(result) => result,
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "peer did not read the final frames within the grace period",
+            )),
+        },
     };
     if let Err(error) = result {
         tracing::debug!(%peer, %error, "connection write failed");
@@ -293,13 +305,15 @@ struct Dispatcher {
 impl Dispatcher {
     fn start_draining(&mut self) {
         self.draining = true;
-        let _ = self.queue.send(&Frame::control(FrameKind::GoAway, 0));
+        let _ = self
+            .queue
+            .send_always(&Frame::control(FrameKind::GoAway, 0));
     }
 
     fn reply(&self, id: u64, status: Status) {
         let _ = self
             .queue
-            .send(&response_frame(id, Codec::default(), Err(status)));
+            .send_always(&response_frame(id, Codec::default(), Err(status)));
     }
 
     /// Handles one frame that arrived at `arrived`.
@@ -314,7 +328,7 @@ impl Dispatcher {
             FrameKind::Ping => {
                 let _ = self
                     .queue
-                    .send(&Frame::control(FrameKind::Pong, frame.request_id));
+                    .send_always(&Frame::control(FrameKind::Pong, frame.request_id));
             }
             // A client's goaway, stray pongs and responses need no answer.
             FrameKind::GoAway | FrameKind::Pong | FrameKind::Response => {}
@@ -328,6 +342,14 @@ impl Dispatcher {
                 id,
                 Status::unavailable("server is shutting down").not_executed(),
             );
+        }
+        if self.queue.is_full() {
+            // The peer is not reading our replies fast enough: admit no new
+            // work until it does (replies to admitted work are never dropped).
+            let status = Status::resource_exhausted(
+                "reply backlog to this client is full: it is not reading fast enough",
+            );
+            return self.reply(id, status.not_executed());
         }
         let Some(codec) = Codec::from_id(frame.codec) else {
             let status = Status::invalid_argument("request has no payload codec").not_executed();
