@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use tokio::time::{sleep, Instant};
 
 use super::*;
-use crate::client::{CallOptions, Client, Pool};
+use crate::client::{CallOptions, Caller, Client, OutgoingRequest, Pool, PoolHealth};
 use crate::registry::service::{router as registry_router, RemoteRegistry};
 use crate::registry::{Instance, MemoryRegistry, Registry, ResolverConfig};
 use crate::resilience::{
@@ -21,6 +21,7 @@ use crate::resilience::{
 };
 use crate::transport::{Connection, Listener};
 use crate::{BalancerKind, Code, Router, SeedSource, Server};
+use crate::{ChannelConfig, Codec};
 
 type MemConnection = Connection<ReadHalf<DuplexStream>, WriteHalf<DuplexStream>>;
 
@@ -33,6 +34,8 @@ enum Mode {
     Refuse,
     /// Connects succeed but nothing is ever read or answered (a hung host).
     BlackHole,
+    /// Connects never complete (a host that drops SYNs: powered off).
+    Hang,
 }
 
 /// Listeners and the state of each address.
@@ -68,11 +71,22 @@ impl Transport for MemNet {
     type Listener = MemListener;
 
     async fn connect(&self, addr: &str) -> io::Result<MemConnection> {
+        let mode = self
+            .net
+            .lock()
+            .unwrap()
+            .modes
+            .get(addr)
+            .copied()
+            .unwrap_or(Mode::Up);
+        if mode == Mode::Hang {
+            return std::future::pending().await;
+        }
         let mut net = self.net.lock().unwrap();
-        let mode = net.modes.get(addr).copied().unwrap_or(Mode::Up);
         let refused = || io::Error::new(io::ErrorKind::ConnectionRefused, "refused");
         let (client, server) = tokio::io::duplex(1 << 16);
         match mode {
+            Mode::Hang => unreachable!("handled before locking"),
             Mode::Refuse => return Err(refused()),
             Mode::BlackHole => net.swallowed.push(server),
             Mode::Up => {
@@ -829,4 +843,45 @@ async fn a_dropped_call_reports_each_attempt_and_the_call_as_cancelled() {
     assert!(finished
         .iter()
         .all(|outcome| outcome.as_ref().unwrap_err().code() == Code::Cancelled));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pool_connect_finishes_even_when_the_call_that_started_it_is_dropped() {
+    // Proves the shared connect drives itself: a call that starts a connect to
+    // a host that drops SYNs, and is then dropped (its deadline passed), does
+    // not leave the connect stalled. The attempt ends at connect_timeout, the
+    // pool backs off, and once the host answers the pool reconnects by itself
+    // (health() starts it) — before the fix the connect was never polled again
+    // and the pool never became ready without another caller.
+    let net = MemNet::default();
+    servers(&net, &["a:1"]).await;
+    net.set_mode("a:1", Mode::Hang);
+    let config = ChannelConfig {
+        connect_timeout: Duration::from_secs(1),
+        ..ChannelConfig::default()
+    };
+    let pool = Pool::new(net.clone(), "a:1", config, 1);
+    let request = OutgoingRequest {
+        method: "Echo.Who".to_owned(),
+        codec: Codec::MessagePack,
+        body: Codec::MessagePack.encode(&()).unwrap(),
+        metadata: Vec::new(),
+        timeout: Some(Duration::from_millis(100)),
+        idempotent: false,
+    };
+    let waited = tokio::time::timeout(Duration::from_millis(100), pool.call(request)).await;
+    assert!(
+        waited.is_err(),
+        "the call should still be waiting for its connect"
+    );
+    net.set_mode("a:1", Mode::Up);
+    sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        pool.stats().connect_failures,
+        1,
+        "the abandoned connect ran to its timeout"
+    );
+    assert_eq!(pool.health(), PoolHealth::Degraded);
+    sleep(Duration::from_millis(100)).await;
+    assert_eq!(pool.health(), PoolHealth::Ready);
 }
