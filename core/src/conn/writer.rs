@@ -10,6 +10,7 @@
 
 use std::future::poll_fn;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::task::{ready, Context, Poll};
 
@@ -75,6 +76,8 @@ pub(crate) struct WriteQueue {
     wake: Notify,
     /// Backlog bound in bytes: past it, new frames are refused (limits on everything).
     backlog_max: usize,
+    /// `state.buf.len()`, mirrored for [`WriteQueue::is_full`] without the lock.
+    queued: AtomicUsize,
 }
 
 impl WriteQueue {
@@ -88,6 +91,7 @@ impl WriteQueue {
             }),
             wake: Notify::new(),
             backlog_max,
+            queued: AtomicUsize::new(0),
         }
     }
 
@@ -105,14 +109,10 @@ impl WriteQueue {
         self.push(frame, false)
     }
 
-    /// Whether the backlog is over its limit (the server stops admitting requests).
+    /// Whether the backlog is over its limit (the server stops admitting
+    /// requests). Lock-free: read once per request on the hot path.
     pub(crate) fn is_full(&self) -> bool {
-        self.state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .buf
-            .len()
-            > self.backlog_max
+        self.queued.load(Ordering::Relaxed) > self.backlog_max
     }
 
     fn push(&self, frame: &Frame, bounded: bool) -> Result<(), QueueError> {
@@ -126,6 +126,7 @@ impl WriteQueue {
         self.codec
             .encode_frame(frame, &mut state.buf)
             .map_err(QueueError::Protocol)?;
+        self.queued.store(state.buf.len(), Ordering::Relaxed);
         let parked = std::mem::replace(&mut state.writer_parked, false);
         drop(state);
         if parked {
@@ -170,6 +171,7 @@ impl WriteQueue {
             return Some(false);
         }
         std::mem::swap(&mut state.buf, spare);
+        self.queued.store(0, Ordering::Relaxed);
         Some(true)
     }
 }
