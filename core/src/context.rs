@@ -20,6 +20,15 @@ pub fn inherited_deadline() -> Option<Instant> {
     DEADLINE.try_with(|deadline| *deadline).ok().flatten()
 }
 
+/// A call's deadline: its own `timeout` from `now`, shortened by the deadline
+/// inherited from the handler running on this task.
+pub fn call_deadline(timeout: Option<Duration>, now: Instant) -> Option<Instant> {
+    match (timeout.map(|timeout| now + timeout), inherited_deadline()) {
+        (Some(own), Some(inherited)) => Some(own.min(inherited)),
+        (own, inherited) => own.or(inherited),
+    }
+}
+
 /// Runs `future` with `deadline` as the inherited deadline of every call it makes.
 pub async fn with_deadline<F: std::future::Future>(
     deadline: Option<Instant>,

@@ -182,8 +182,8 @@ impl SimTransport {
     }
 }
 
-/// The host part of `addr` (`server-1` of `server-1:7000`), for trace events.
-fn host_of(addr: &str) -> &str {
+/// The host part of an address (`server-1` of `server-1:7000`), for trace events.
+pub fn host_of(addr: &str) -> &str {
     addr.rsplit_once(':').map_or(addr, |(host, _)| host)
 }
 

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::table::CallTable;
 use super::{Caller, OutgoingRequest, Reply};
 use crate::conn::{Outbox, WriteQueue};
-use crate::context::inherited_deadline;
+use crate::context::call_deadline;
 use crate::protocol::{Codec, Flags, Frame, FrameCodec, FrameKind, Limits, Metadata};
 use crate::status::{Code, Status};
 use crate::transport::Transport;
@@ -337,10 +337,7 @@ impl Channel {
         let owner = Arc::clone(&self.owner);
         let shared = &owner.shared;
         let now = Instant::now();
-        let deadline = match (request.timeout.map(|t| now + t), inherited_deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let deadline = call_deadline(request.timeout, now);
         if let Some(deadline) = deadline {
             if deadline <= now {
                 let status = Status::deadline_exceeded(format!(

@@ -296,7 +296,7 @@ impl<T: Transport> Caller for Pool<T> {
                 self.inner.waited.fetch_add(1, Ordering::Relaxed);
                 // The task-local inherited deadline does not cross into the task:
                 // fix the call's deadline now and send what remains of it later.
-                let deadline = call_deadline(&request);
+                let deadline = crate::context::call_deadline(request.timeout, Instant::now());
                 PoolCall::Connecting(tokio::spawn(async move {
                     let channel = connecting.await?;
                     let mut request = request;
@@ -315,16 +315,6 @@ impl<T: Transport> Caller for Pool<T> {
                 }))
             }
         }
-    }
-}
-
-/// The absolute deadline of `request`: its timeout from now, shortened by the
-/// deadline inherited from the handler running on this task.
-fn call_deadline(request: &OutgoingRequest) -> Option<Instant> {
-    let own = request.timeout.map(|timeout| Instant::now() + timeout);
-    match (own, crate::context::inherited_deadline()) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
     }
 }
 

@@ -229,13 +229,7 @@ impl<T: Transport> Inner<T> {
             .unwrap_or_else(|| self.next_call.fetch_add(1, Ordering::Relaxed));
         let key = meta(&self.config.hash_key);
         let now = Instant::now();
-        let deadline = match (
-            request.timeout.map(|timeout| now + timeout),
-            crate::context::inherited_deadline(),
-        ) {
-            (Some(own), Some(inherited)) => Some(own.min(inherited)),
-            (own, inherited) => own.or(inherited),
-        };
+        let deadline = crate::context::call_deadline(request.timeout, now);
         CallInfo {
             id,
             key,

@@ -20,7 +20,7 @@ use squall::{
 
 use super::server::{control_backoff, control_channel, registry_addr};
 use super::{sleep_until_sim, CALL_KEY, CLIENT_KEY};
-use crate::net::{SimTransport, SERVER_PORT};
+use crate::net::{host_of, SimTransport, SERVER_PORT};
 use crate::recorder::{now, Recorder};
 use crate::scenario::{ClientGroup, Load, MethodWeight, RegistryConfig};
 use crate::trace::EventKind;
@@ -117,19 +117,12 @@ impl ClientState {
     }
 }
 
-/// The host part of an endpoint address (`server-1` of `server-1:7000`).
-fn host_of(addr: &str) -> String {
-    addr.rsplit_once(':')
-        .map_or(addr, |(host, _)| host)
-        .to_owned()
-}
-
 /// Maps the discovery client's events into the trace.
 fn observer(state: Arc<ClientState>, recorder: Recorder) -> DiscoveryObserver {
     Arc::new(move |event: &DiscoveryEvent| {
         let kind = match event {
             DiscoveryEvent::EndpointsChanged { endpoints } => EventKind::Endpoints {
-                endpoints: endpoints.iter().map(|e| host_of(e)).collect(),
+                endpoints: endpoints.iter().map(|e| host_of(e).to_owned()).collect(),
             },
             DiscoveryEvent::Attempt {
                 call,
@@ -137,7 +130,7 @@ fn observer(state: Arc<ClientState>, recorder: Recorder) -> DiscoveryObserver {
                 endpoint,
                 ..
             } => {
-                let endpoint = host_of(endpoint);
+                let endpoint = host_of(endpoint).to_owned();
                 lock(&state.last_endpoint).insert(*call, endpoint.clone());
                 EventKind::Attempt {
                     call: *call,
@@ -157,7 +150,7 @@ fn observer(state: Arc<ClientState>, recorder: Recorder) -> DiscoveryObserver {
             DiscoveryEvent::BreakerTransition {
                 endpoint, from, to, ..
             } => EventKind::Breaker {
-                endpoint: host_of(endpoint),
+                endpoint: host_of(endpoint).to_owned(),
                 from: from.as_str().to_owned(),
                 to: to.as_str().to_owned(),
             },

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use squall::registry::RegistryEvent;
 use squall::{MemoryRegistry, SeedSource, Server, Transport};
 
-use crate::net::{bind_addr, SimTransport};
+use crate::net::{bind_addr, host_of, SimTransport};
 use crate::recorder::Recorder;
 use crate::scenario::REGISTRY_HOST;
 use crate::trace::EventKind;
@@ -25,12 +25,6 @@ pub struct RegistryState {
     pub seeds: SeedSource,
 }
 
-fn host_of(addr: &str) -> String {
-    addr.rsplit_once(':')
-        .map_or(addr, |(host, _)| host)
-        .to_owned()
-}
-
 fn trace_event(event: &RegistryEvent) -> EventKind {
     let (action, addr) = match event {
         RegistryEvent::Registered { addr, .. } => ("register", addr),
@@ -40,7 +34,7 @@ fn trace_event(event: &RegistryEvent) -> EventKind {
     };
     EventKind::Registry {
         action: action.to_owned(),
-        instance: host_of(addr),
+        instance: host_of(addr).to_owned(),
     }
 }
 
