@@ -231,6 +231,9 @@ fn print_verdicts(file: &str, outcome: &RunOutcome, wall: Duration) {
         wall.as_secs_f64(),
         outcome.simulated.as_secs_f64() / wall.as_secs_f64().max(1e-9),
     );
+    for line in &outcome.under_test {
+        out!("  under test: {line}");
+    }
     let name_width = outcome
         .verdicts
         .iter()

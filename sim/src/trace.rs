@@ -125,6 +125,17 @@ pub enum EventKind {
         /// The text.
         text: String,
     },
+    /// An event a user's handler, workload or invariant recorded through a
+    /// [`Tracer`](crate::Tracer): its text form is `kind key=value …`, so
+    /// `replay --kind`, the `event` expectation and the trace hash see it like
+    /// any built-in event.
+    User {
+        /// Dotted kind chosen by the user (`kv.read`); never a built-in kind's prefix.
+        kind: String,
+        /// Key/value fields in the order given; values are quoted when they
+        /// contain spaces, `=` or quotes, so the text form stays parseable.
+        fields: Vec<(String, String)>,
+    },
 }
 
 fn micros(d: Duration) -> u128 {
@@ -169,13 +180,24 @@ impl fmt::Display for EventKind {
             }
             EventKind::Endpoints { endpoints } => write!(f, "endpoints set=[{}]", endpoints.join(",")),
             EventKind::Note { text } => write!(f, "note {text}"),
+            EventKind::User { kind, fields } => {
+                f.write_str(kind)?;
+                for (key, value) in fields {
+                    if value.is_empty() || value.contains([' ', '=', '"', '\n', '\t']) {
+                        write!(f, " {key}={value:?}")?;
+                    } else {
+                        write!(f, " {key}={value}")?;
+                    }
+                }
+                Ok(())
+            }
         }
     }
 }
 
 impl EventKind {
     /// The event's kind name as used by `sim replay --kind` (`call.end`, `fault`, …).
-    pub fn name(&self) -> &'static str {
+    pub fn name(&self) -> &str {
         match self {
             EventKind::CallStart { .. } => "call.start",
             EventKind::Attempt { .. } => "call.attempt",
@@ -190,6 +212,7 @@ impl EventKind {
             EventKind::Registry { .. } => "registry",
             EventKind::Endpoints { .. } => "endpoints",
             EventKind::Note { .. } => "note",
+            EventKind::User { kind, .. } => kind,
         }
     }
 }

@@ -165,6 +165,8 @@ pub struct ServerGroup {
     /// replying (keys `forward_to`, `forward_method`, `forward_timeout`): the
     /// two-hop topology for deadline propagation.
     pub forward: Option<Forward>,
+    /// The line of its `group` key, for messages about the group.
+    pub line: usize,
 }
 
 /// A server handler's onward call: static endpoints, round robin, no retry, the
@@ -239,6 +241,11 @@ pub struct ClientGroup {
     pub call: CallConfig,
     /// Per-connection settings.
     pub connection: ConnectionConfig,
+    /// The line of its `group` key, for messages about the group.
+    pub line: usize,
+    /// The line of its `method` (or `mix`) key: where a method the servers do
+    /// not serve is reported.
+    pub method_line: usize,
 }
 
 /// What a client issues and when.

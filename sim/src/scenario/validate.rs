@@ -570,6 +570,7 @@ fn check_server_group(
         hosts,
         service: service_name(cx, raw)?,
         forward: check_forward(cx, raw)?,
+        line: loc.line_of(raw.group.span().start),
     })
 }
 
@@ -798,6 +799,13 @@ fn check_client_group(
             codec: codec(loc, raw.codec.as_ref())?,
         },
         connection: check_connection(loc, raw.connection.as_ref())?,
+        line: loc.line_of(raw.group.span().start),
+        method_line: raw
+            .method
+            .as_ref()
+            .map(|m| loc.line_of(m.span().start))
+            .or_else(|| raw.mix.as_ref().map(|m| loc.line_of(m.span().start)))
+            .unwrap_or_else(|| loc.line_of(raw.group.span().start)),
     })
 }
 
