@@ -177,7 +177,7 @@ impl Simulation {
         if !self.scenario.servers.iter().any(|g| g.name == group) {
             self.unknown_groups.push((group.to_owned(), "server"));
         }
-        let name = readable_type_name::<F>();
+        let name = format!("user code ({})", readable_type_name::<F>());
         let build = move |env: &ServerEnv| factory(env).into_server(env);
         self.servers.insert(
             group.to_owned(),
@@ -200,10 +200,9 @@ impl Simulation {
         if !self.scenario.clients.iter().any(|g| g.name == group) {
             self.unknown_groups.push((group.to_owned(), "client"));
         }
-        let name = readable_type_name::<F>();
-        let run = move |env: ClientEnv| -> Pin<Box<dyn Future<Output = ()>>> {
-            Box::pin(workload(env))
-        };
+        let name = format!("user code ({})", readable_type_name::<F>());
+        let run =
+            move |env: ClientEnv| -> Pin<Box<dyn Future<Output = ()>>> { Box::pin(workload(env)) };
         self.clients.insert(
             group.to_owned(),
             ClientWorkload {
@@ -261,10 +260,18 @@ impl Simulation {
     /// Which code runs where, for reports: one line per group.
     pub fn under_test(&self) -> Vec<String> {
         let servers = self.scenario.servers.iter().map(|g| {
-            format!("server group {}: {}", g.name, self.server_factory(&g.name).name)
+            format!(
+                "server group {}: {}",
+                g.name,
+                self.server_factory(&g.name).name
+            )
         });
         let clients = self.scenario.clients.iter().map(|g| {
-            format!("client group {}: {}", g.name, self.client_workload(&g.name).name)
+            format!(
+                "client group {}: {}",
+                g.name,
+                self.client_workload(&g.name).name
+            )
         });
         servers.chain(clients).collect()
     }
@@ -311,6 +318,29 @@ impl Simulation {
                 format!("the simulation plugs code into {role} group \"{group}\", which the scenario does not have"),
                 Some(did_you_mean_or_list(group, &names)),
             ));
+        }
+        let user_group_hint = || {
+            Some(
+                "it says code = \"user\": run it from the test that plugs the code in (e.g. `cargo test -p kv-example`), or remove the key to run the built-in echo".to_owned(),
+            )
+        };
+        for group in scenario.servers.iter().filter(|g| g.user_code) {
+            if !self.servers.contains_key(&group.name) {
+                return Err(error(
+                    Some(group.line),
+                    format!("server group \"{}\" runs the user's router, but none was plugged in (Simulation::server)", group.name),
+                    user_group_hint(),
+                ));
+            }
+        }
+        for group in scenario.clients.iter().filter(|g| g.user_code) {
+            if !self.clients.contains_key(&group.name) {
+                return Err(error(
+                    Some(group.line),
+                    format!("client group \"{}\" runs the user's workload, but none was plugged in (Simulation::client)", group.name),
+                    user_group_hint(),
+                ));
+            }
         }
         let mut served: BTreeMap<&str, Vec<String>> = BTreeMap::new();
         for group in &scenario.servers {
@@ -392,7 +422,10 @@ fn target_groups<'s>(scenario: &'s Scenario, hosts: &[String]) -> Vec<&'s str> {
 }
 
 /// The server groups a client group's calls can reach.
-fn reached_groups<'s>(scenario: &'s Scenario, client: &crate::scenario::ClientGroup) -> Vec<&'s str> {
+fn reached_groups<'s>(
+    scenario: &'s Scenario,
+    client: &crate::scenario::ClientGroup,
+) -> Vec<&'s str> {
     match &client.service {
         Some(service) => scenario
             .servers
@@ -408,7 +441,11 @@ fn reached_groups<'s>(scenario: &'s Scenario, client: &crate::scenario::ClientGr
 /// methods it serves. The factory runs inside a current-thread tokio runtime
 /// (it may spawn tasks; they never run and are dropped with the runtime), with
 /// a fresh store and recorder, so nothing leaks into real runs.
-fn probe(scenario: &Arc<Scenario>, group: &str, factory: &ServerFactory) -> Result<Vec<String>, String> {
+fn probe(
+    scenario: &Arc<Scenario>,
+    group: &str,
+    factory: &ServerFactory,
+) -> Result<Vec<String>, String> {
     let Some(host) = scenario
         .servers
         .iter()

@@ -94,7 +94,9 @@ pub struct ExploreReport {
 
 impl ExploreReport {
     /// The union of several shards' reports (of the same scenario and range).
-    pub fn merge(reports: impl IntoIterator<Item = ExploreReport>) -> Result<ExploreReport, String> {
+    pub fn merge(
+        reports: impl IntoIterator<Item = ExploreReport>,
+    ) -> Result<ExploreReport, String> {
         let mut merged: Option<ExploreReport> = None;
         for report in reports {
             match &mut merged {
@@ -125,9 +127,14 @@ impl ExploreReport {
 
     /// Whether every shard of the range is present.
     pub fn is_complete(&self) -> bool {
-        self.shards
-            .first()
-            .is_some_and(|s| (1..=s.count).all(|k| self.shards.contains(&Shard { index: k, count: s.count })))
+        self.shards.first().is_some_and(|s| {
+            (1..=s.count).all(|k| {
+                self.shards.contains(&Shard {
+                    index: k,
+                    count: s.count,
+                })
+            })
+        })
     }
 }
 
@@ -208,7 +215,12 @@ pub fn verdict_table(outcome: &RunOutcome) -> String {
     for line in &outcome.under_test {
         let _ = writeln!(out, "  under test: {line}");
     }
-    let width = outcome.verdicts.iter().map(|v| v.name.len()).max().unwrap_or(0);
+    let width = outcome
+        .verdicts
+        .iter()
+        .map(|v| v.name.len())
+        .max()
+        .unwrap_or(0);
     for v in &outcome.verdicts {
         let mark = if v.pass { "ok  " } else { "FAIL" };
         let _ = writeln!(
@@ -231,11 +243,19 @@ fn failed_verdicts(outcome: &RunOutcome) -> Vec<String> {
 
 /// Prints the events whose kind starts with one of `SQUALL_TRACE`'s prefixes.
 fn print_trace(outcome: &RunOutcome, filter: &str) {
-    let prefixes: Vec<&str> = filter.split(',').map(str::trim).filter(|p| !p.is_empty()).collect();
+    let prefixes: Vec<&str> = filter
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect();
     let all = prefixes.iter().any(|p| *p == "all" || *p == "1");
     for event in &outcome.trace.events {
         let name = event.kind.name();
-        if all || prefixes.iter().any(|p| name == *p || name.starts_with(&format!("{p}."))) {
+        if all
+            || prefixes
+                .iter()
+                .any(|p| name == *p || name.starts_with(&format!("{p}.")))
+        {
             eprintln!("{event}");
         }
     }
@@ -320,13 +340,21 @@ impl Simulation {
                 print_trace(&outcome, &filter);
             }
             eprint!("{}", verdict_table(&outcome));
-            assert!(outcome.passed(), "{} seed {seed} failed (replayed)", outcome.scenario);
+            assert!(
+                outcome.passed(),
+                "{} seed {seed} failed (replayed)",
+                outcome.scenario
+            );
             return;
         }
-        let seeds = options.seeds.clone().unwrap_or_else(|| self.scenario.seeds.clone());
+        let seeds = options
+            .seeds
+            .clone()
+            .unwrap_or_else(|| self.scenario.seeds.clone());
         for &seed in &seeds {
             let outcome = if options.determinism {
-                self.check_determinism(seed).unwrap_or_else(|e| panic!("{e}"))
+                self.check_determinism(seed)
+                    .unwrap_or_else(|e| panic!("{e}"))
             } else {
                 self.run(seed).unwrap_or_else(|e| panic!("{e}"))
             };
@@ -374,7 +402,11 @@ mod tests {
     #[test]
     fn shards_partition_the_seed_range() {
         let all: Vec<u64> = (1..=3)
-            .flat_map(|k| Shard { index: k, count: 3 }.seeds(10..20).collect::<Vec<_>>())
+            .flat_map(|k| {
+                Shard { index: k, count: 3 }
+                    .seeds(10..20)
+                    .collect::<Vec<_>>()
+            })
             .collect();
         let mut sorted = all.clone();
         sorted.sort();
@@ -395,13 +427,19 @@ mod tests {
             runs: 5,
             failing: failing
                 .into_iter()
-                .map(|seed| SeedFailure { seed, failed: vec!["x".into()] })
+                .map(|seed| SeedFailure {
+                    seed,
+                    failed: vec!["x".into()],
+                })
                 .collect(),
         };
         let merged = ExploreReport::merge([report(2, vec![8]), report(1, vec![3])]).unwrap();
         assert!(merged.is_complete());
         assert_eq!(merged.runs, 10);
-        assert_eq!(merged.failing.iter().map(|f| f.seed).collect::<Vec<_>>(), [3, 8]);
+        assert_eq!(
+            merged.failing.iter().map(|f| f.seed).collect::<Vec<_>>(),
+            [3, 8]
+        );
         assert!(ExploreReport::merge([report(1, vec![]), report(1, vec![])]).is_err());
         let half = ExploreReport::merge([report(1, vec![])]).unwrap();
         assert!(!half.is_complete());

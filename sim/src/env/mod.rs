@@ -29,12 +29,15 @@ use crate::recorder::{now, Recorder};
 use crate::scenario::{ClientGroup, Load, Scenario};
 use crate::trace::Event;
 
+/// One slot of the [`Store`], by (scope, type).
+type Slots = BTreeMap<(String, TypeId), Arc<dyn Any + Send + Sync>>;
+
 /// Per-run values by (scope, type): created on first use, shared by every
 /// host of the run, dropped with the run.
 #[derive(Clone, Default)]
 pub(crate) struct Store {
     /// A BTreeMap: lookups only, never iterated into behaviour.
-    slots: Arc<Mutex<BTreeMap<(String, TypeId), Arc<dyn Any + Send + Sync>>>>,
+    slots: Arc<Mutex<Slots>>,
 }
 
 impl fmt::Debug for Store {
@@ -44,7 +47,7 @@ impl fmt::Debug for Store {
 }
 
 impl Store {
-    fn lock(&self) -> MutexGuard<'_, BTreeMap<(String, TypeId), Arc<dyn Any + Send + Sync>>> {
+    fn lock(&self) -> MutexGuard<'_, Slots> {
         self.slots.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -85,6 +88,11 @@ pub struct ServerEnv {
 }
 
 impl ServerEnv {
+    /// The scenario under test.
+    pub fn scenario(&self) -> &Scenario {
+        &self.scenario
+    }
+
     /// The host name (`kv-2`).
     pub fn host(&self) -> &str {
         &self.state.name
@@ -179,9 +187,10 @@ impl ServerEnv {
             shutdown_grace: Duration::from_secs(2),
             ..squall::server::ServerConfig::default()
         };
-        Server::new(router)
-            .with_config(config)
-            .layer(harness_layer(Arc::clone(&self.state), self.recorder.clone()))
+        Server::new(router).with_config(config).layer(harness_layer(
+            Arc::clone(&self.state),
+            self.recorder.clone(),
+        ))
     }
 }
 
@@ -194,9 +203,15 @@ pub struct ClientEnv {
     pub(crate) seeds: SeedSource,
     pub(crate) recorder: Recorder,
     pub(crate) store: Store,
+    pub(crate) scenario: Arc<Scenario>,
 }
 
 impl ClientEnv {
+    /// The scenario under test.
+    pub fn scenario(&self) -> &Scenario {
+        &self.scenario
+    }
+
     /// The host name (`client-1`).
     pub fn host(&self) -> &str {
         &self.host

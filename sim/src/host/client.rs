@@ -332,6 +332,7 @@ pub(crate) struct ClientProgram {
     pub(crate) store: Store,
     pub(crate) seeds: SeedSource,
     pub(crate) registry: Option<RegistryConfig>,
+    pub(crate) scenario: Arc<crate::scenario::Scenario>,
     pub(crate) workload: ClientWorkload,
 }
 
@@ -355,6 +356,7 @@ impl ClientProgram {
             seeds: self.seeds,
             recorder: self.recorder.clone(),
             store: self.store.clone(),
+            scenario: Arc::clone(&self.scenario),
         };
         self.workload.run(env).await;
         // Stay up: in-flight calls finish, and the host keeps its connections.

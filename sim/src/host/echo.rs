@@ -167,7 +167,8 @@ pub async fn workload(env: ClientEnv) {
                 env.client().call_with(&entry.method, &body, options).await;
             if let Ok(reply) = result {
                 if reply != body {
-                    let expected = String::from_utf8_lossy(&body[..body.len().min(32)]).into_owned();
+                    let expected =
+                        String::from_utf8_lossy(&body[..body.len().min(32)]).into_owned();
                     let got = String::from_utf8_lossy(&reply[..reply.len().min(32)]).into_owned();
                     env.tracer()
                         .record(MISDELIVERED, &[("expected", &expected), ("got", &got)]);

@@ -96,7 +96,11 @@ pub fn sample(range: &LatencyRange, rng: &mut squall::rng::Rng) -> Duration {
 
 impl ServerState {
     /// The state of server host `host` at the start of a run.
-    pub(crate) fn for_host(scenario: &Scenario, host: &ServerHost, seeds: SeedSource) -> ServerState {
+    pub(crate) fn for_host(
+        scenario: &Scenario,
+        host: &ServerHost,
+        seeds: SeedSource,
+    ) -> ServerState {
         let group = scenario.servers.iter().find(|g| g.name == host.group);
         ServerState {
             name: host.name.clone(),
@@ -249,7 +253,11 @@ where
                 ))));
             }
             let response = inner.await?;
-            guard.outcome = Some(if response.result.is_ok() { "ok" } else { "error" });
+            guard.outcome = Some(if response.result.is_ok() {
+                "ok"
+            } else {
+                "error"
+            });
             Ok(response)
         }))
     }

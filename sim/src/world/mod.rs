@@ -163,6 +163,7 @@ impl World {
                 store: store.clone(),
                 seeds: seeds.child(host),
                 registry: scenario.registry.clone(),
+                scenario: Arc::clone(&scenario),
                 workload: simulation.client_workload(&group.name),
             };
             sim.host(host, program.software());
@@ -218,10 +219,7 @@ impl World {
     /// Applies the faults due, advances one tick, checks the trace cap and the
     /// invariants watched during the run.
     fn step(&mut self) -> Result<(), RunError> {
-        while let Some(fault) = self
-            .next_fault
-            .take_if(|f| f.at <= self.sim.elapsed())
-        {
+        while let Some(fault) = self.next_fault.take_if(|f| f.at <= self.sim.elapsed()) {
             self.apply(&fault);
             self.next_fault = self.faults.next();
         }
