@@ -41,18 +41,17 @@ pub struct Acked {
 /// The counter's router. With `dedup = false` (the bug) a retried add counts twice.
 pub fn router(env: &ServerEnv, dedup: bool) -> Router {
     let disk: Arc<Disk> = env.durable();
-    Router::new()
-        .route("Counter.Add", move |_ctx: Context, add: Add| {
-            let disk = Arc::clone(&disk);
-            async move {
-                let mut state = disk.inner.lock().unwrap_or_else(|p| p.into_inner());
-                let first_time = state.1.insert(add.id);
-                if first_time || !dedup {
-                    state.0 += add.amount;
-                }
-                Ok::<_, Status>(state.0)
+    Router::new().route("Counter.Add", move |_ctx: Context, add: Add| {
+        let disk = Arc::clone(&disk);
+        async move {
+            let mut state = disk.inner.lock().unwrap_or_else(|p| p.into_inner());
+            let first_time = state.1.insert(add.id);
+            if first_time || !dedup {
+                state.0 += add.amount;
             }
-        })
+            Ok::<_, Status>(state.0)
+        }
+    })
 }
 
 /// Each client host adds 1 under a fresh id at the scenario's load.
@@ -87,7 +86,11 @@ pub async fn workload(env: ClientEnv) {
 /// ids applied (all adds are 1), and every acknowledged id was applied.
 pub fn counted_once(view: &RunView<'_>) -> Result<(), String> {
     let acked: Arc<Acked> = view.shared();
-    let acked = acked.inner.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let acked = acked
+        .inner
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
     let (total, applied) = view.durable::<Disk>("counter-1").read();
     if acked.is_empty() {
         return Err("no add was acknowledged: the check proves nothing".into());

@@ -4,7 +4,10 @@ use counter_outside::{counted_once, router, workload};
 use sim::{ServerEnv, Simulation};
 
 fn simulation(dedup: bool) -> Simulation {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/counter-lost-replies.toml");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scenarios/counter-lost-replies.toml"
+    );
     Simulation::from_file(path)
         .unwrap_or_else(|e| panic!("{e:#}"))
         .server("counter", move |env: &ServerEnv| router(env, dedup))
