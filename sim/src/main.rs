@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use sim::scenario::format_duration;
-use sim::{run, RunOutcome, Scenario};
+use sim::testing::{ExploreReport, SeedFailure};
+use sim::{run, RunOutcome, Scenario, Shard};
 
 /// `println!` that ends the program quietly when stdout is closed (`sim replay | head`)
 /// instead of panicking on the broken pipe.
@@ -55,6 +56,13 @@ enum Command {
     },
     /// Run one scenario at many seeds on every core; list the failing seeds.
     Explore(ExploreArgs),
+    /// Merge the `explore --json` reports of the shards of one exploration;
+    /// exits 1 if a seed failed or a shard is missing.
+    Merge {
+        /// Report files (one JSON report each).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -115,7 +123,12 @@ struct ExploreArgs {
     /// Worker threads (default: every core).
     #[arg(long)]
     threads: Option<usize>,
-    /// Machine-readable output.
+    /// Run only shard K of N of the seeds (`2/4`: the 2nd, 6th, 10th, …), so
+    /// N processes or machines share one exploration; `sim merge` joins their
+    /// `--json` reports.
+    #[arg(long, value_parser = Shard::parse, default_value = "1/1")]
+    shard: Shard,
+    /// Machine-readable output (one JSON report; `sim merge` reads these).
     #[arg(long)]
     json: bool,
 }
@@ -150,6 +163,7 @@ fn main() -> ExitCode {
         Command::Replay(args) => cmd_replay(args),
         Command::Check { files } => cmd_check(files),
         Command::Explore(args) => cmd_explore(args),
+        Command::Merge { files } => cmd_merge(files),
     };
     match result {
         Ok(code) => code,
@@ -364,10 +378,11 @@ fn cmd_explore(args: ExploreArgs) -> Result<ExitCode, String> {
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .clamp(1, 64);
-    let next = AtomicU64::new(args.start);
     let end = args.start.saturating_add(args.seeds);
+    let seeds: Vec<u64> = args.shard.seeds(args.start..end).collect();
+    let next = AtomicU64::new(0);
     let failures = Mutex::new(Vec::new());
-    let progress = indicatif::ProgressBar::new(args.seeds);
+    let progress = indicatif::ProgressBar::new(seeds.len() as u64);
     if args.json {
         progress.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
@@ -384,22 +399,23 @@ fn cmd_explore(args: ExploreArgs) -> Result<ExitCode, String> {
     std::thread::scope(|scope| {
         for _ in 0..threads {
             scope.spawn(|| loop {
-                let seed = next.fetch_add(1, Ordering::Relaxed);
-                if seed >= end {
-                    break;
-                }
+                let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                let Some(&seed) = seeds.get(i) else { break };
                 let result = match run(&scenario, seed) {
                     Ok(outcome) if outcome.passed() => None,
-                    Ok(outcome) => Some((
+                    Ok(outcome) => Some(SeedFailure {
                         seed,
-                        outcome
+                        failed: outcome
                             .verdicts
                             .iter()
                             .filter(|v| !v.pass)
                             .map(|v| v.to_string())
                             .collect::<Vec<_>>(),
-                    )),
-                    Err(error) => Some((seed, vec![error.to_string()])),
+                    }),
+                    Err(error) => Some(SeedFailure {
+                        seed,
+                        failed: vec![error.to_string()],
+                    }),
                 };
                 if let Some(failure) = result {
                     let mut failures = failures.lock().unwrap_or_else(|p| p.into_inner());
@@ -412,32 +428,89 @@ fn cmd_explore(args: ExploreArgs) -> Result<ExitCode, String> {
     });
     progress.finish_and_clear();
     let wall = start.elapsed();
-    let mut failures = failures.into_inner().unwrap_or_else(|p| p.into_inner());
-    failures.sort();
-    let per_minute = args.seeds as f64 / wall.as_secs_f64().max(1e-9) * 60.0;
+    let mut failing = failures.into_inner().unwrap_or_else(|p| p.into_inner());
+    failing.sort();
+    let report = ExploreReport {
+        scenario: scenario.name.clone(),
+        start: args.start,
+        end,
+        shards: vec![args.shard],
+        runs: seeds.len() as u64,
+        failing,
+    };
+    let per_minute = report.runs as f64 / wall.as_secs_f64().max(1e-9) * 60.0;
     if args.json {
-        let json = serde_json::json!({
-            "file": file, "scenario": scenario.name, "seeds": args.seeds, "threads": threads,
-            "wall_s": wall.as_secs_f64(), "seeds_per_minute": per_minute,
-            "failing": failures.iter().map(|(seed, why)| serde_json::json!({
-                "seed": seed, "failed": why, "replay": replay_command(&file, *seed)
-            })).collect::<Vec<_>>(),
-        });
+        let mut json = serde_json::to_value(&report).map_err(|e| e.to_string())?;
+        json["file"] = serde_json::json!(file);
+        json["threads"] = serde_json::json!(threads);
+        json["wall_s"] = serde_json::json!(wall.as_secs_f64());
+        json["seeds_per_minute"] = serde_json::json!(per_minute);
+        json["replay"] = report
+            .failing
+            .iter()
+            .map(|f| serde_json::json!(replay_command(&file, f.seed)))
+            .collect();
         out!("{json}");
     } else {
         out!(
-            "{}: {} seeds on {threads} threads in {:.1}s ({per_minute:.0} seeds/min); {} failing",
+            "{}: {} seeds (shard {}/{}) on {threads} threads in {:.1}s ({per_minute:.0} seeds/min); {} failing",
             scenario.name,
-            args.seeds,
+            report.runs,
+            args.shard.index,
+            args.shard.count,
             wall.as_secs_f64(),
-            failures.len()
+            report.failing.len()
         );
-        for (seed, why) in &failures {
-            out!("  seed {seed}: {}", why.join("; "));
-            out!("    replay: {}", replay_command(&file, *seed));
-        }
+        print_failures(&file, &report);
     }
-    Ok(if failures.is_empty() {
+    Ok(if report.failing.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn print_failures(file: &str, report: &ExploreReport) {
+    for failure in &report.failing {
+        out!("  seed {}: {}", failure.seed, failure.failed.join("; "));
+        out!("    replay: {}", replay_command(file, failure.seed));
+    }
+}
+
+fn cmd_merge(files: Vec<PathBuf>) -> Result<ExitCode, String> {
+    let mut reports = Vec::new();
+    let mut file = String::new();
+    for path in &files {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+        let json: serde_json::Value = serde_json::from_str(text.trim())
+            .map_err(|e| format!("{}: not an `explore --json` report: {e}", path.display()))?;
+        if let Some(f) = json["file"].as_str() {
+            file = f.to_owned();
+        }
+        let report: ExploreReport = serde_json::from_value(json)
+            .map_err(|e| format!("{}: not an `explore --json` report: {e}", path.display()))?;
+        reports.push(report);
+    }
+    let merged = ExploreReport::merge(reports)?;
+    let complete = merged.is_complete();
+    out!(
+        "{}: seeds {}..{}, {} of {} shards, {} runs; {} failing{}",
+        merged.scenario,
+        merged.start,
+        merged.end,
+        merged.shards.len(),
+        merged.shards.first().map_or(0, |s| s.count),
+        merged.runs,
+        merged.failing.len(),
+        if complete {
+            ""
+        } else {
+            " (INCOMPLETE: shards missing)"
+        }
+    );
+    print_failures(&file, &merged);
+    Ok(if merged.failing.is_empty() && complete {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
