@@ -294,6 +294,7 @@ fn run_json(file: &str, outcome: &RunOutcome, wall: Duration) -> serde_json::Val
         "scenario": outcome.scenario,
         "seed": outcome.seed,
         "passed": outcome.passed(),
+        "under_test": outcome.under_test,
         "trace_hash": outcome.hash(),
         "events": outcome.trace.events.len(),
         "steps": outcome.steps,
