@@ -120,6 +120,9 @@ pub enum EventKind {
         /// The new set, sorted.
         endpoints: Vec<String>,
     },
+    /// The harness crashed this host (the event's host): every handler it
+    /// was running ended here, without a `server.done`.
+    Crashed,
     /// Free-form note from the harness (run start/end, seed).
     Note {
         /// The text.
@@ -179,6 +182,7 @@ impl fmt::Display for EventKind {
                 write!(f, "registry.{action} instance={instance}")
             }
             EventKind::Endpoints { endpoints } => write!(f, "endpoints set=[{}]", endpoints.join(",")),
+            EventKind::Crashed => f.write_str("host.crash"),
             EventKind::Note { text } => write!(f, "note {text}"),
             EventKind::User { kind, fields } => {
                 f.write_str(kind)?;
@@ -211,6 +215,7 @@ impl EventKind {
             EventKind::Breaker { .. } => "breaker",
             EventKind::Registry { .. } => "registry",
             EventKind::Endpoints { .. } => "endpoints",
+            EventKind::Crashed => "host.crash",
             EventKind::Note { .. } => "note",
             EventKind::User { kind, .. } => kind,
         }

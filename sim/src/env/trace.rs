@@ -18,6 +18,7 @@ pub const RESERVED_KIND_PREFIXES: &[&str] = &[
     "registry",
     "endpoints",
     "note",
+    "host",
     "sim",
 ];
 

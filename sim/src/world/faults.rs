@@ -22,14 +22,16 @@ impl World {
         );
         match &fault.action {
             FaultAction::Partition { links } => each(links, |l| {
+                self.partitioned.insert(pair(&l.from, &l.to));
                 self.sim.partition(l.from.as_str(), l.to.as_str())
             }),
             FaultAction::PartitionOneway { links } => each(links, |l| {
                 self.sim.partition_oneway(l.from.as_str(), l.to.as_str())
             }),
-            FaultAction::Heal { links } => {
-                each(links, |l| self.sim.repair(l.from.as_str(), l.to.as_str()))
-            }
+            FaultAction::Heal { links } => each(links, |l| {
+                self.partitioned.remove(&pair(&l.from, &l.to));
+                self.sim.repair(l.from.as_str(), l.to.as_str())
+            }),
             FaultAction::HealOneway { links } => each(links, |l| {
                 self.sim.repair_oneway(l.from.as_str(), l.to.as_str())
             }),
@@ -42,6 +44,7 @@ impl World {
             FaultAction::Crash { hosts } => hosts.iter().for_each(|h| self.crash(h, at)),
             FaultAction::Restart { hosts } => {
                 for host in hosts {
+                    self.heal_silent_death(host);
                     if let Some(server) = self.servers.iter().find(|s| &s.name == host) {
                         server.leave.send_replace(false);
                         server.crashed.store(false, Ordering::Relaxed);
@@ -56,11 +59,12 @@ impl World {
             }
             FaultAction::SilentDeath { hosts } => {
                 for host in hosts {
-                    for other in self.all_hosts() {
-                        if &other != host {
-                            self.sim.partition(host.as_str(), other.as_str());
-                        }
+                    let others: Vec<String> =
+                        self.all_hosts().into_iter().filter(|o| o != host).collect();
+                    for other in &others {
+                        self.sim.partition(host.as_str(), other.as_str());
                     }
+                    self.silently_dead.insert(host.clone(), others);
                     self.crash(host, at);
                 }
             }
@@ -98,6 +102,17 @@ impl World {
         }
     }
 
+    /// A restarted machine is reachable again: undo the partitions its
+    /// silent death made, except links the timeline partitioned itself (those
+    /// stay until their own `heal`).
+    fn heal_silent_death(&mut self, host: &str) {
+        for other in self.silently_dead.remove(host).unwrap_or_default() {
+            if !self.partitioned.contains(&pair(host, &other)) {
+                self.sim.repair(host, other.as_str());
+            }
+        }
+    }
+
     fn all_hosts(&self) -> Vec<String> {
         let servers = self.servers.iter().map(|s| s.name.clone());
         let registry = self.has_registry.then(|| REGISTRY_HOST.to_owned());
@@ -122,6 +137,17 @@ impl World {
             tracing::warn!(%error, host, "step before crash failed");
         }
         self.sim.crash(host);
+        self.recorder
+            .record_at(self.sim.elapsed(), host, EventKind::Crashed);
+    }
+}
+
+/// A link as an unordered pair (partitions are symmetric).
+fn pair(a: &str, b: &str) -> (String, String) {
+    if a <= b {
+        (a.to_owned(), b.to_owned())
+    } else {
+        (b.to_owned(), a.to_owned())
     }
 }
 

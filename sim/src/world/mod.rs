@@ -6,6 +6,7 @@
 
 mod faults;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
@@ -97,6 +98,10 @@ pub(crate) struct World {
     servers: Vec<Arc<ServerState>>,
     clients: Vec<Arc<ClientState>>,
     has_registry: bool,
+    /// Links the timeline partitioned (both ways) and has not healed.
+    partitioned: BTreeSet<(String, String)>,
+    /// Hosts that died silently → the hosts their death partitioned them from.
+    silently_dead: BTreeMap<String, Vec<String>>,
     /// Faults not yet applied, in time order.
     faults: std::vec::IntoIter<Fault>,
     next_fault: Option<Fault>,
@@ -197,6 +202,8 @@ impl World {
             servers,
             clients,
             has_registry: scenario.registry.is_some(),
+            partitioned: BTreeSet::new(),
+            silently_dead: BTreeMap::new(),
             faults,
             next_fault,
             time_limit,
