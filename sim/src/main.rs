@@ -56,6 +56,9 @@ enum Command {
     },
     /// Run one scenario at many seeds on every core; list the failing seeds.
     Explore(ExploreArgs),
+    /// Search for a smaller scenario that still fails the same expectation
+    /// (fewer faults, replicas, clients; shorter; lighter) and write it.
+    Shrink(ShrinkArgs),
     /// Merge the `explore --json` reports of the shards of one exploration;
     /// exits 1 if a seed failed or a shard is missing.
     Merge {
@@ -133,6 +136,25 @@ struct ExploreArgs {
     json: bool,
 }
 
+#[derive(Args, Debug)]
+struct ShrinkArgs {
+    /// The failing scenario file.
+    file: PathBuf,
+    /// The seed it fails at.
+    #[arg(long)]
+    seed: u64,
+    /// The expectation (verdict name) that must keep failing (default: the
+    /// first failing one).
+    #[arg(long)]
+    expect: Option<String>,
+    /// Where to write the shrunk scenario (default: FILE with `.shrunk.toml`).
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    /// Most simulation runs to spend.
+    #[arg(long, default_value_t = 400)]
+    runs_max: u64,
+}
+
 fn parse_range(text: &str) -> Result<(u64, u64), String> {
     let (a, b) = text
         .split_once("..")
@@ -164,6 +186,7 @@ fn main() -> ExitCode {
         Command::Check { files } => cmd_check(files),
         Command::Explore(args) => cmd_explore(args),
         Command::Merge { files } => cmd_merge(files),
+        Command::Shrink(args) => cmd_shrink(args),
     };
     match result {
         Ok(code) => code,
@@ -516,4 +539,39 @@ fn cmd_merge(files: Vec<PathBuf>) -> Result<ExitCode, String> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+fn cmd_shrink(args: ShrinkArgs) -> Result<ExitCode, String> {
+    let file = args.file.display().to_string();
+    let text = std::fs::read_to_string(&args.file).map_err(|e| format!("{file}: {e}"))?;
+    let options = sim::shrink::ShrinkOptions {
+        seed: args.seed,
+        expect: args.expect,
+        runs_max: args.runs_max.clamp(1, 100_000),
+        ..sim::shrink::ShrinkOptions::default()
+    };
+    let mut kept = 0;
+    let shrunk = sim::shrink::shrink(&text, &file, &options, &sim::Simulation::new, &mut |step| {
+        kept += 1;
+        out!("  kept {kept}: {step}");
+    })?;
+    let output = args
+        .output
+        .unwrap_or_else(|| args.file.with_extension("shrunk.toml"));
+    std::fs::write(&output, &shrunk.text).map_err(|e| format!("{}: {e}", output.display()))?;
+    out!(
+        "{}: still fails {:?} at seed {} after {} edits ({} runs); wrote {}",
+        file,
+        shrunk.expect,
+        shrunk.seed,
+        shrunk.steps.len(),
+        shrunk.runs,
+        output.display()
+    );
+    out!(
+        "  replay: cargo run -p sim -- run {} --seed {}",
+        output.display(),
+        shrunk.seed
+    );
+    Ok(ExitCode::SUCCESS)
 }
