@@ -27,6 +27,7 @@
 //!   echo router and workload (one more user of the API).
 //! - [`scenario`]: the scenario file format, parsing and validation.
 //! - [`expect`]: expectations evaluated on the trace.
+//! - [`report`]: the self-contained HTML timeline of a run.
 //! - [`shrink`]: a failing run reduced to a smaller scenario that still fails.
 //! - [`net`]: the turmoil [`squall::Transport`].
 //! - [`recorder`] and [`trace`]: the event log, its text form and hash.
@@ -38,6 +39,7 @@ pub mod expect;
 pub mod host;
 pub mod net;
 pub mod recorder;
+pub mod report;
 pub mod scenario;
 pub mod shrink;
 pub mod simulation;

@@ -56,6 +56,17 @@ enum Command {
     },
     /// Run one scenario at many seeds on every core; list the failing seeds.
     Explore(ExploreArgs),
+    /// Write one run's timeline as a self-contained HTML page.
+    Report {
+        /// The scenario file.
+        file: PathBuf,
+        /// The seed (default: the scenario's first pinned seed).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// The page to write.
+        #[arg(short, long, default_value = "run.html")]
+        output: PathBuf,
+    },
     /// Search for a smaller scenario that still fails the same expectation
     /// (fewer faults, replicas, clients; shorter; lighter) and write it.
     Shrink(ShrinkArgs),
@@ -187,6 +198,7 @@ fn main() -> ExitCode {
         Command::Explore(args) => cmd_explore(args),
         Command::Merge { files } => cmd_merge(files),
         Command::Shrink(args) => cmd_shrink(args),
+        Command::Report { file, seed, output } => cmd_report(file, seed, output),
     };
     match result {
         Ok(code) => code,
@@ -572,6 +584,22 @@ fn cmd_shrink(args: ShrinkArgs) -> Result<ExitCode, String> {
         "  replay: cargo run -p sim -- run {} --seed {}",
         output.display(),
         shrunk.seed
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_report(file: PathBuf, seed: Option<u64>, output: PathBuf) -> Result<ExitCode, String> {
+    let scenario = load(&file)?;
+    let seed = seed.unwrap_or_else(|| scenario.default_seed());
+    let outcome = run(&scenario, seed).map_err(|e| e.to_string())?;
+    let page = sim::report::html(&scenario, &outcome);
+    std::fs::write(&output, page).map_err(|e| format!("{}: {e}", output.display()))?;
+    out!(
+        "{} {} seed={seed} trace={}: wrote {}",
+        if outcome.passed() { "PASS" } else { "FAIL" },
+        outcome.scenario,
+        outcome.hash(),
+        output.display()
     );
     Ok(ExitCode::SUCCESS)
 }
