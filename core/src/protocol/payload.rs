@@ -374,4 +374,79 @@ mod tests {
             }
         }
     }
+
+    /// Every serde construct in one recursive type, for the property below.
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    enum Shape {
+        Leaf,
+        Newtype(Box<Shape>),
+        Tuple(Box<Shape>, u8),
+        Struct { inner: Box<Shape> },
+        Seq(Vec<Shape>),
+        Map(std::collections::BTreeMap<String, Shape>),
+        Opt(Option<Box<Shape>>),
+        Wrapped(Wrapper),
+    }
+
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    struct Wrapper(Box<Shape>);
+
+    /// Builds the shape whose levels, outermost first, are `levels`, and the
+    /// steps [`DepthLimited`] charges for it (each level's variant payload, plus
+    /// the element, field, `Some` or newtype inside it; the leaf's name is one).
+    fn shape(levels: &[u8]) -> (Shape, usize) {
+        let mut value = Shape::Leaf;
+        let mut steps = 1;
+        for level in levels.iter().rev() {
+            let inner = Box::new(value);
+            (value, steps) = match level % 7 {
+                0 => (Shape::Newtype(inner), steps + 1),
+                1 => (Shape::Tuple(inner, 7), steps + 2),
+                2 => (Shape::Struct { inner }, steps + 2),
+                3 => (Shape::Seq(vec![*inner]), steps + 2),
+                4 => (Shape::Map([("k".to_owned(), *inner)].into()), steps + 2),
+                5 => (Shape::Opt(Some(inner)), steps + 2),
+                _ => (Shape::Wrapped(Wrapper(inner)), steps + 2),
+            };
+        }
+        (value, steps)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn any_mix_of_constructs_decodes_exactly_when_within_the_depth_limit(
+            levels in proptest::collection::vec(0u8..7, 0..300),
+        ) {
+            // Proves, over random mixes of every construct, that MessagePack
+            // decodes a value if and only if its nesting fits the limit, and that
+            // JSON (which serde_json also bounds, by brackets) never accepts one
+            // past it and never returns anything but the value or InvalidArgument.
+            let (value, steps) = shape(&levels);
+            let within = steps <= DECODE_DEPTH_MAX_DEFAULT;
+            let body = Codec::MessagePack.encode(&value).unwrap();
+            match Codec::MessagePack.decode::<Shape>(&body) {
+                Ok(decoded) => {
+                    proptest::prop_assert!(within, "{steps} steps decoded");
+                    proptest::prop_assert_eq!(decoded, value);
+                }
+                Err(status) => {
+                    proptest::prop_assert!(!within, "{steps} steps refused: {status}");
+                    proptest::prop_assert_eq!(status.code(), crate::Code::InvalidArgument);
+                }
+            }
+            let (value, steps) = shape(&levels);
+            let body = Codec::Json.encode(&value).unwrap();
+            match Codec::Json.decode::<Shape>(&body) {
+                Ok(decoded) => {
+                    proptest::prop_assert!(steps <= DECODE_DEPTH_MAX_DEFAULT);
+                    proptest::prop_assert_eq!(decoded, value);
+                }
+                Err(status) => {
+                    proptest::prop_assert_eq!(status.code(), crate::Code::InvalidArgument)
+                }
+            }
+        }
+    }
 }
