@@ -58,7 +58,12 @@ fn calculator() -> Router {
 }
 
 /// A raw call: `body` as it is, in `codec`.
-async fn call_raw(channel: &Channel, method: &str, codec: Codec, body: Vec<u8>) -> Result<Bytes, Status> {
+async fn call_raw(
+    channel: &Channel,
+    method: &str,
+    codec: Codec,
+    body: Vec<u8>,
+) -> Result<Bytes, Status> {
     let request = OutgoingRequest {
         method: method.to_owned(),
         codec,
@@ -67,14 +72,19 @@ async fn call_raw(channel: &Channel, method: &str, codec: Codec, body: Vec<u8>) 
         timeout: Some(common::HANG_GUARD),
         idempotent: false,
     };
-    guard("a raw call", channel.call(request)).await.map(|reply| reply.body)
+    guard("a raw call", channel.call(request))
+        .await
+        .map(|reply| reply.body)
 }
 
 /// Proves the server still answers a well-formed call, on a fresh connection
 /// (the attack's connection may be gone if the server did not survive it).
 async fn assert_still_serves(addr: &str) {
     let client = common::client(addr).await;
-    let expr = Expr::Add(Box::new(Expr::Neg(Box::new(Expr::Lit(2)))), Box::new(Expr::Lit(44)));
+    let expr = Expr::Add(
+        Box::new(Expr::Neg(Box::new(Expr::Lit(2)))),
+        Box::new(Expr::Lit(44)),
+    );
     let value: i64 = guard("a normal call", client.call("Calc.Eval", &expr))
         .await
         .expect("the server still serves after the attack");
@@ -100,7 +110,10 @@ async fn enum_variants_nested_forty_thousand_deep_are_invalid_argument_and_the_s
         .await
         .expect_err("a body nested 40,000 deep is refused");
     assert_eq!(status.code(), Code::InvalidArgument, "{status}");
-    assert!(!status.may_have_executed(), "the handler never ran: {status}");
+    assert!(
+        !status.may_have_executed(),
+        "the handler never ran: {status}"
+    );
     assert_still_serves(&server.addr).await;
     server.shutdown().await;
 }
@@ -112,7 +125,10 @@ async fn a_one_byte_body_for_a_newtype_of_an_option_is_invalid_argument_in_both_
     // until the stack ran out, in either codec, before the fix.
     let server = TestServer::start_router(calculator(), ServerConfig::default()).await;
     let channel = common::connect(&server.addr).await;
-    for (codec, body) in [(Codec::Json, b"5".to_vec()), (Codec::MessagePack, vec![0x05])] {
+    for (codec, body) in [
+        (Codec::Json, b"5".to_vec()),
+        (Codec::MessagePack, vec![0x05]),
+    ] {
         let status = call_raw(&channel, "Calc.Chain", codec, body)
             .await
             .expect_err("an endless chain is refused");
