@@ -129,9 +129,12 @@ async fn unknown_method_replies_do_not_list_the_registered_methods() {
     // methods (before the fix the reply listed every registered method).
     let server = TestServer::start_router(status_router(), ServerConfig::default()).await;
     let client = common::client(&server.addr).await;
-    let error = guard("unknown method", client.call::<_, ()>("Probe.Anything", &()))
-        .await
-        .expect_err("an unknown method fails");
+    let error = guard(
+        "unknown method",
+        client.call::<_, ()>("Probe.Anything", &()),
+    )
+    .await
+    .expect_err("an unknown method fails");
     assert_eq!(error.code(), Code::NotFound, "{error}");
     assert_eq!(error.message(), "unknown method \"Probe.Anything\"");
     server.shutdown().await;
@@ -144,9 +147,12 @@ async fn a_router_that_opts_in_lists_its_methods_in_unknown_method_replies() {
     let router = status_router().list_methods_in_errors();
     let server = TestServer::start_router(router, ServerConfig::default()).await;
     let client = common::client(&server.addr).await;
-    let error = guard("unknown method", client.call::<_, ()>("Probe.Anything", &()))
-        .await
-        .expect_err("an unknown method fails");
+    let error = guard(
+        "unknown method",
+        client.call::<_, ()>("Probe.Anything", &()),
+    )
+    .await
+    .expect_err("an unknown method fails");
     assert_eq!(error.code(), Code::NotFound, "{error}");
     assert!(error.message().contains("registered: "), "{error}");
     assert!(error.message().contains("Math.Add"), "{error}");

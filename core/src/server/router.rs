@@ -143,10 +143,8 @@ impl Router {
         self
     }
 
-    /// Whether `method` is registered. Middleware uses it to tell a registered
-    /// method from whatever name a caller sends (see [`Metrics`]).
-    ///
-    /// [`Metrics`]: crate::server::middleware::Metrics
+    /// Whether `method` is registered: for middleware that must treat the
+    /// router's methods apart from whatever names callers send.
     pub fn has_method(&self, method: &str) -> bool {
         self.methods.contains_key(method)
     }

@@ -50,11 +50,13 @@ impl<D> DepthLimited<D> {
 }
 
 /// The error for a value that nests too deeply.
+#[inline]
 fn too_deep<E: de::Error>() -> E {
     E::custom("value nests too deeply (a recursive type fed a deeply nested body)")
 }
 
 /// One level down from `depth_remaining`, or the error if none is left.
+#[inline]
 fn descend<E: de::Error>(depth_remaining: usize) -> Result<usize, E> {
     depth_remaining.checked_sub(1).ok_or_else(too_deep)
 }
@@ -68,6 +70,7 @@ struct Limited<V> {
 }
 
 impl<V> Limited<V> {
+    #[inline]
     fn new(inner: V, depth_remaining: usize) -> Limited<V> {
         Limited {
             inner,
@@ -79,6 +82,7 @@ impl<V> Limited<V> {
 /// Forwards `deserialize_*` methods that take only a visitor.
 macro_rules! forward_visitor {
     ($($method:ident)*) => {$(
+        #[inline]
         fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
             self.inner.$method(Limited::new(visitor, self.depth_remaining))
         }
@@ -98,6 +102,8 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for DepthLimited<D> {
         deserialize_identifier deserialize_ignored_any
     }
 
+    #[inline]
+
     fn deserialize_unit_struct<V: Visitor<'de>>(
         self,
         name: &'static str,
@@ -106,6 +112,8 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for DepthLimited<D> {
         let visitor = Limited::new(visitor, self.depth_remaining);
         self.inner.deserialize_unit_struct(name, visitor)
     }
+
+    #[inline]
 
     fn deserialize_newtype_struct<V: Visitor<'de>>(
         self,
@@ -116,6 +124,8 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for DepthLimited<D> {
         self.inner.deserialize_newtype_struct(name, visitor)
     }
 
+    #[inline]
+
     fn deserialize_tuple<V: Visitor<'de>>(
         self,
         len: usize,
@@ -124,6 +134,8 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for DepthLimited<D> {
         let visitor = Limited::new(visitor, self.depth_remaining);
         self.inner.deserialize_tuple(len, visitor)
     }
+
+    #[inline]
 
     fn deserialize_tuple_struct<V: Visitor<'de>>(
         self,
@@ -135,6 +147,8 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for DepthLimited<D> {
         self.inner.deserialize_tuple_struct(name, len, visitor)
     }
 
+    #[inline]
+
     fn deserialize_struct<V: Visitor<'de>>(
         self,
         name: &'static str,
@@ -144,6 +158,8 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for DepthLimited<D> {
         let visitor = Limited::new(visitor, self.depth_remaining);
         self.inner.deserialize_struct(name, fields, visitor)
     }
+
+    #[inline]
 
     fn deserialize_enum<V: Visitor<'de>>(
         self,
@@ -155,6 +171,8 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for DepthLimited<D> {
         self.inner.deserialize_enum(name, variants, visitor)
     }
 
+    #[inline]
+
     fn is_human_readable(&self) -> bool {
         self.inner.is_human_readable()
     }
@@ -163,6 +181,8 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for DepthLimited<D> {
 /// A seed for a value nested one level below: checks and charges the level.
 impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for Limited<S> {
     type Value = S::Value;
+
+    #[inline]
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<S::Value, D::Error> {
         let depth_remaining = descend(self.depth_remaining)?;
@@ -174,6 +194,7 @@ impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for Limited<S> {
 /// Forwards `visit_*` methods for leaf values, which nest nothing.
 macro_rules! forward_leaf {
     ($($method:ident($ty:ty))*) => {$(
+        #[inline]
         fn $method<E: de::Error>(self, value: $ty) -> Result<V::Value, E> {
             self.inner.$method(value)
         }
@@ -182,6 +203,8 @@ macro_rules! forward_leaf {
 
 impl<'de, V: Visitor<'de>> Visitor<'de> for Limited<V> {
     type Value = V::Value;
+
+    #[inline]
 
     fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.inner.expecting(formatter)
@@ -196,19 +219,27 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Limited<V> {
         visit_bytes(&[u8]) visit_borrowed_bytes(&'de [u8]) visit_byte_buf(Vec<u8>)
     }
 
+    #[inline]
+
     fn visit_none<E: de::Error>(self) -> Result<V::Value, E> {
         self.inner.visit_none()
     }
 
+    #[inline]
+
     fn visit_unit<E: de::Error>(self) -> Result<V::Value, E> {
         self.inner.visit_unit()
     }
+
+    #[inline]
 
     fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<V::Value, D::Error> {
         let depth_remaining = descend(self.depth_remaining)?;
         self.inner
             .visit_some(DepthLimited::new(deserializer, depth_remaining))
     }
+
+    #[inline]
 
     fn visit_newtype_struct<D: Deserializer<'de>>(
         self,
@@ -219,15 +250,21 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Limited<V> {
             .visit_newtype_struct(DepthLimited::new(deserializer, depth_remaining))
     }
 
+    #[inline]
+
     fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<V::Value, A::Error> {
         self.inner
             .visit_seq(Limited::new(seq, self.depth_remaining))
     }
 
+    #[inline]
+
     fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<V::Value, A::Error> {
         self.inner
             .visit_map(Limited::new(map, self.depth_remaining))
     }
+
+    #[inline]
 
     fn visit_enum<A: de::EnumAccess<'de>>(self, data: A) -> Result<V::Value, A::Error> {
         self.inner
@@ -239,6 +276,8 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Limited<V> {
 impl<'de, A: de::SeqAccess<'de>> de::SeqAccess<'de> for Limited<A> {
     type Error = A::Error;
 
+    #[inline]
+
     fn next_element_seed<T: DeserializeSeed<'de>>(
         &mut self,
         seed: T,
@@ -246,6 +285,8 @@ impl<'de, A: de::SeqAccess<'de>> de::SeqAccess<'de> for Limited<A> {
         self.inner
             .next_element_seed(Limited::new(seed, self.depth_remaining))
     }
+
+    #[inline]
 
     fn size_hint(&self) -> Option<usize> {
         self.inner.size_hint()
@@ -256,6 +297,8 @@ impl<'de, A: de::SeqAccess<'de>> de::SeqAccess<'de> for Limited<A> {
 impl<'de, A: de::MapAccess<'de>> de::MapAccess<'de> for Limited<A> {
     type Error = A::Error;
 
+    #[inline]
+
     fn next_key_seed<K: DeserializeSeed<'de>>(
         &mut self,
         seed: K,
@@ -264,10 +307,14 @@ impl<'de, A: de::MapAccess<'de>> de::MapAccess<'de> for Limited<A> {
             .next_key_seed(Limited::new(seed, self.depth_remaining))
     }
 
+    #[inline]
+
     fn next_value_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<T::Value, A::Error> {
         self.inner
             .next_value_seed(Limited::new(seed, self.depth_remaining))
     }
+
+    #[inline]
 
     fn next_entry_seed<K: DeserializeSeed<'de>, T: DeserializeSeed<'de>>(
         &mut self,
@@ -280,6 +327,8 @@ impl<'de, A: de::MapAccess<'de>> de::MapAccess<'de> for Limited<A> {
         )
     }
 
+    #[inline]
+
     fn size_hint(&self) -> Option<usize> {
         self.inner.size_hint()
     }
@@ -289,6 +338,8 @@ impl<'de, A: de::MapAccess<'de>> de::MapAccess<'de> for Limited<A> {
 impl<'de, A: de::EnumAccess<'de>> de::EnumAccess<'de> for Limited<A> {
     type Error = A::Error;
     type Variant = Limited<A::Variant>;
+
+    #[inline]
 
     fn variant_seed<T: DeserializeSeed<'de>>(
         self,
@@ -305,20 +356,28 @@ impl<'de, A: de::EnumAccess<'de>> de::EnumAccess<'de> for Limited<A> {
 impl<'de, A: de::VariantAccess<'de>> de::VariantAccess<'de> for Limited<A> {
     type Error = A::Error;
 
+    #[inline]
+
     fn unit_variant(self) -> Result<(), A::Error> {
         self.inner.unit_variant()
     }
+
+    #[inline]
 
     fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> Result<T::Value, A::Error> {
         self.inner
             .newtype_variant_seed(Limited::new(seed, self.depth_remaining))
     }
 
+    #[inline]
+
     fn tuple_variant<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value, A::Error> {
         let depth_remaining = descend(self.depth_remaining)?;
         self.inner
             .tuple_variant(len, Limited::new(visitor, depth_remaining))
     }
+
+    #[inline]
 
     fn struct_variant<V: Visitor<'de>>(
         self,
