@@ -8,7 +8,6 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use common::{guard, wait_until, TestServer};
 use squall::client::OutgoingRequest;
 use squall::protocol::{encode_to_bytes, CodecId, Frame, FrameKind, Limits};
@@ -169,7 +168,7 @@ async fn a_handler_cancelled_by_its_caller_is_counted_as_cancelled() {
     let pending = channel.call(OutgoingRequest {
         method: "Svc.Hang".to_owned(),
         codec: Codec::MessagePack,
-        body: Bytes::from(Codec::MessagePack.encode(&()).expect("() encodes")),
+        body: Codec::MessagePack.encode(&()).expect("() encodes"),
         metadata: Vec::new(),
         timeout: None,
         idempotent: false,

@@ -103,7 +103,6 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for DepthLimited<D> {
     }
 
     #[inline]
-
     fn deserialize_unit_struct<V: Visitor<'de>>(
         self,
         name: &'static str,
@@ -114,7 +113,6 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for DepthLimited<D> {
     }
 
     #[inline]
-
     fn deserialize_newtype_struct<V: Visitor<'de>>(
         self,
         name: &'static str,
@@ -125,7 +123,6 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for DepthLimited<D> {
     }
 
     #[inline]
-
     fn deserialize_tuple<V: Visitor<'de>>(
         self,
         len: usize,
@@ -136,7 +133,6 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for DepthLimited<D> {
     }
 
     #[inline]
-
     fn deserialize_tuple_struct<V: Visitor<'de>>(
         self,
         name: &'static str,
@@ -148,7 +144,6 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for DepthLimited<D> {
     }
 
     #[inline]
-
     fn deserialize_struct<V: Visitor<'de>>(
         self,
         name: &'static str,
@@ -160,7 +155,6 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for DepthLimited<D> {
     }
 
     #[inline]
-
     fn deserialize_enum<V: Visitor<'de>>(
         self,
         name: &'static str,
@@ -172,7 +166,6 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for DepthLimited<D> {
     }
 
     #[inline]
-
     fn is_human_readable(&self) -> bool {
         self.inner.is_human_readable()
     }
@@ -183,7 +176,6 @@ impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for Limited<S> {
     type Value = S::Value;
 
     #[inline]
-
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<S::Value, D::Error> {
         let depth_remaining = descend(self.depth_remaining)?;
         self.inner
@@ -205,7 +197,6 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Limited<V> {
     type Value = V::Value;
 
     #[inline]
-
     fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.inner.expecting(formatter)
     }
@@ -220,19 +211,16 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Limited<V> {
     }
 
     #[inline]
-
     fn visit_none<E: de::Error>(self) -> Result<V::Value, E> {
         self.inner.visit_none()
     }
 
     #[inline]
-
     fn visit_unit<E: de::Error>(self) -> Result<V::Value, E> {
         self.inner.visit_unit()
     }
 
     #[inline]
-
     fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<V::Value, D::Error> {
         let depth_remaining = descend(self.depth_remaining)?;
         self.inner
@@ -240,7 +228,6 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Limited<V> {
     }
 
     #[inline]
-
     fn visit_newtype_struct<D: Deserializer<'de>>(
         self,
         deserializer: D,
@@ -251,21 +238,18 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Limited<V> {
     }
 
     #[inline]
-
     fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<V::Value, A::Error> {
         self.inner
             .visit_seq(Limited::new(seq, self.depth_remaining))
     }
 
     #[inline]
-
     fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<V::Value, A::Error> {
         self.inner
             .visit_map(Limited::new(map, self.depth_remaining))
     }
 
     #[inline]
-
     fn visit_enum<A: de::EnumAccess<'de>>(self, data: A) -> Result<V::Value, A::Error> {
         self.inner
             .visit_enum(Limited::new(data, self.depth_remaining))
@@ -277,7 +261,6 @@ impl<'de, A: de::SeqAccess<'de>> de::SeqAccess<'de> for Limited<A> {
     type Error = A::Error;
 
     #[inline]
-
     fn next_element_seed<T: DeserializeSeed<'de>>(
         &mut self,
         seed: T,
@@ -287,7 +270,6 @@ impl<'de, A: de::SeqAccess<'de>> de::SeqAccess<'de> for Limited<A> {
     }
 
     #[inline]
-
     fn size_hint(&self) -> Option<usize> {
         self.inner.size_hint()
     }
@@ -298,7 +280,6 @@ impl<'de, A: de::MapAccess<'de>> de::MapAccess<'de> for Limited<A> {
     type Error = A::Error;
 
     #[inline]
-
     fn next_key_seed<K: DeserializeSeed<'de>>(
         &mut self,
         seed: K,
@@ -308,14 +289,12 @@ impl<'de, A: de::MapAccess<'de>> de::MapAccess<'de> for Limited<A> {
     }
 
     #[inline]
-
     fn next_value_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<T::Value, A::Error> {
         self.inner
             .next_value_seed(Limited::new(seed, self.depth_remaining))
     }
 
     #[inline]
-
     fn next_entry_seed<K: DeserializeSeed<'de>, T: DeserializeSeed<'de>>(
         &mut self,
         key: K,
@@ -328,7 +307,6 @@ impl<'de, A: de::MapAccess<'de>> de::MapAccess<'de> for Limited<A> {
     }
 
     #[inline]
-
     fn size_hint(&self) -> Option<usize> {
         self.inner.size_hint()
     }
@@ -340,7 +318,6 @@ impl<'de, A: de::EnumAccess<'de>> de::EnumAccess<'de> for Limited<A> {
     type Variant = Limited<A::Variant>;
 
     #[inline]
-
     fn variant_seed<T: DeserializeSeed<'de>>(
         self,
         seed: T,
@@ -357,20 +334,17 @@ impl<'de, A: de::VariantAccess<'de>> de::VariantAccess<'de> for Limited<A> {
     type Error = A::Error;
 
     #[inline]
-
     fn unit_variant(self) -> Result<(), A::Error> {
         self.inner.unit_variant()
     }
 
     #[inline]
-
     fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> Result<T::Value, A::Error> {
         self.inner
             .newtype_variant_seed(Limited::new(seed, self.depth_remaining))
     }
 
     #[inline]
-
     fn tuple_variant<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value, A::Error> {
         let depth_remaining = descend(self.depth_remaining)?;
         self.inner
@@ -378,7 +352,6 @@ impl<'de, A: de::VariantAccess<'de>> de::VariantAccess<'de> for Limited<A> {
     }
 
     #[inline]
-
     fn struct_variant<V: Visitor<'de>>(
         self,
         fields: &'static [&'static str],
