@@ -35,7 +35,11 @@ macro_rules! out {
 #[command(
     name = "sim",
     version,
-    about = "Squall's deterministic simulation harness"
+    about = "Squall's deterministic simulation harness",
+    after_help = "These commands run the built-in echo server and workload. Scenarios with \
+code = \"user\" groups run your own code: run them from the test that plugs it in \
+(cargo test -p your-crate; SQUALL_SEED=N replays, SQUALL_EXPLORE=N explores, \
+SQUALL_SHARD=K/N shards). See docs/TESTING.md."
 )]
 struct Cli {
     #[command(subcommand)]
