@@ -119,7 +119,7 @@ struct ReplayArgs {
     #[arg(long)]
     host: Vec<String>,
     /// Only events of these kinds: call.start, call.attempt, call.end,
-    /// server.executed, conn.open, conn.failed, fault, breaker, registry,
+    /// server.executed, server.done, host.crash, conn.open, conn.failed, fault, breaker, registry,
     /// endpoints, note (repeatable; a prefix such as `call` matches all `call.*`).
     #[arg(long)]
     kind: Vec<String>,

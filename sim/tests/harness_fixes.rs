@@ -154,3 +154,49 @@ on = "backend-1"
 "#;
     passes(text).unwrap();
 }
+
+/// Before: only refused connects were traced; a connect the caller gave up on
+/// (its connect timeout, under `hold`) left no trace at all.
+#[test]
+fn a_connect_that_times_out_is_traced() {
+    let text = r#"
+name = "connect-timeout-traced"
+description = "a held link makes reconnects time out, and the trace shows it"
+duration = "6s"
+seeds = [1]
+
+[[servers]]
+group = "server"
+replicas = 2
+
+[[clients]]
+group = "client"
+targets = ["server"]
+rate = 50
+timeout = "1s"
+
+[clients.connection]
+connect_timeout = "200ms"
+keepalive_interval = "200ms"
+keepalive_timeout = "200ms"
+
+[[faults]]
+at = "2s"
+kind = "hold"
+between = ["client-1", "server-1"]
+
+[[faults]]
+at = "5s"
+kind = "release"
+between = ["client-1", "server-1"]
+
+[[expect]]
+name = "the reconnect's timeout is in the trace"
+kind = "event"
+text = "conn.failed peer=server-1 reason=\"TimedOut"
+on = "client-1"
+from = "2s"
+to = "5s"
+"#;
+    passes(text).unwrap();
+}
