@@ -27,7 +27,8 @@
 //!   echo router and workload (one more user of the API).
 //! - [`scenario`]: the scenario file format, parsing and validation.
 //! - [`expect`]: expectations evaluated on the trace.
-//! - [`net`]: the turmoil [`squall::Transport`].
+//! - [`net`]: the turmoil [`squall::Transport`]; [`sockets`]: every connection's
+//!   halves, closed in a deterministic order when a host crashes.
 //! - [`recorder`] and [`trace`]: the event log, its text form and hash.
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 #![forbid(unsafe_code)]
@@ -39,6 +40,7 @@ pub mod net;
 pub mod recorder;
 pub mod scenario;
 pub mod simulation;
+pub mod sockets;
 pub mod testing;
 pub mod trace;
 mod world;

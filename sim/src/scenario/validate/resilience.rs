@@ -16,10 +16,10 @@ use squall::{
 };
 use toml::Spanned;
 
-use super::error::{did_you_mean_or_list, Locator, ScenarioError};
-use super::raw::{RawBackoff, RawBreaker, RawBudget, RawClientGroup, RawHedge, RawRetry};
-use super::schema::{MethodWeight, Resilience};
-use super::validate::{fraction, integer, positive_duration};
+use super::fields::{fraction, integer, positive_duration};
+use crate::scenario::error::{did_you_mean_or_list, Locator, ScenarioError};
+use crate::scenario::raw::{RawBackoff, RawBreaker, RawBudget, RawClientGroup, RawHedge, RawRetry};
+use crate::scenario::schema::{MethodWeight, Resilience};
 
 /// Most attempts per call (core's limit).
 pub const MAX_ATTEMPTS_MAX: i64 = squall::resilience::retry::MAX_ATTEMPTS_LIMIT as i64;

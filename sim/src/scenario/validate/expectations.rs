@@ -4,11 +4,12 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use super::duration::{format_duration, parse_duration};
-use super::error::{did_you_mean_or_list, Locator, ScenarioError};
-use super::raw::RawExpect;
-use super::schema::{Check, Expectation, Filter, OutcomeFilter};
-use super::validate::{method_name, Context, Role};
+use super::fields::method_name;
+use super::names::{Context, Role};
+use crate::scenario::duration::{format_duration, parse_duration};
+use crate::scenario::error::{did_you_mean_or_list, Locator, ScenarioError};
+use crate::scenario::raw::RawExpect;
+use crate::scenario::schema::{Check, Expectation, Filter, OutcomeFilter};
 
 /// Every expectation kind with the kind-specific keys it takes and requires.
 /// `name`, `client`, `method`, `from`, `to` are accepted by all (except `method`
@@ -265,7 +266,9 @@ fn check_kind(
                 None => None,
                 Some(host) => {
                     let name = host.get_ref();
-                    if !(cx.names.is_host(name) || (cx.registry && name == super::REGISTRY_HOST)) {
+                    if !(cx.names.is_host(name)
+                        || (cx.registry && name == crate::scenario::schema::REGISTRY_HOST))
+                    {
                         return Err(loc.at(
                             host.span(),
                             format!("no host named \"{name}\""),
