@@ -149,3 +149,24 @@ fn counts_in_messages_use_the_singular_for_one() {
         "x.toml:19: host: unknown host or group \"server-2\" (group \"server\" has 1 host: server-1)"
     );
 }
+
+#[test]
+fn quoted_numbers_in_expectation_bounds_name_the_key_and_show_it_unquoted() {
+    // Proves min/max, which take any TOML value and are typed per kind, treat a
+    // quoted number like every other numeric key does.
+    let error = error_appending("[[expect]]\nkind = \"success_rate\"\nmin = \"0.99\"\n");
+    assert_eq!(
+        error,
+        "x.toml:18: \"min\" must be a fraction from 0 to 1, not the string \"0.99\" (write min = 0.99, without quotes)"
+    );
+    let error = error_appending("[[expect]]\nkind = \"max_failed_calls\"\nmax = \"3\"\n");
+    assert_eq!(
+        error,
+        "x.toml:18: \"max\" must be a whole number ≥ 0, not the string \"3\" (write max = 3, without quotes)"
+    );
+    let error = error_appending("[[expect]]\nkind = \"max_failed_calls\"\nmax = \"few\"\n");
+    assert!(
+        error.starts_with("x.toml:18: max must be a whole number ≥ 0, got \"few\""),
+        "{error}"
+    );
+}

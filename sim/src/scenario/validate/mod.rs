@@ -5,7 +5,8 @@
 //! - this file: the order of the checks, and the scenario-level keys (name,
 //!   description, duration, seeds, `[network]`, `[registry]`);
 //! - `servers`, `clients` (with `resilience`), `faults` (with `timeline`, the
-//!   checks across faults), `expectations`: one section of the file each;
+//!   checks across faults), `expectations` (with `expectation_filter` and
+//!   `expectation_values`): one section of the file each;
 //! - `names`: host and group names and the [`Context`](names::Context) that the
 //!   timeline and expectation checks share;
 //! - `fields`: leaf checks of one value (integer, fraction, latency, duration,
@@ -21,6 +22,8 @@ use super::raw::{RawNetwork, RawRegistry, RawScenario};
 use super::schema::{ClientGroup, LatencyRange, Network, RegistryConfig, Scenario};
 
 mod clients;
+mod expectation_filter;
+mod expectation_values;
 mod expectations;
 mod faults;
 mod fields;
