@@ -4,7 +4,8 @@
 //! Dependencies flow one way: this file → the sections → `names` and `fields`.
 //! - this file: the order of the checks, and the scenario-level keys (name,
 //!   description, duration, seeds, `[network]`, `[registry]`);
-//! - `servers`, `clients` (with `resilience`), `faults` (with `timeline`, the
+//! - `servers`, `clients` (with `resilience`: `retry`, `breaker`, and
+//!   `core_config`, which reports core's `validate()` at the file's key), `faults` (with `timeline`, the
 //!   checks across faults), `expectations` (with `expectation_filter` and
 //!   `expectation_values`): one section of the file each;
 //! - `names`: host and group names and the [`Context`](names::Context) that the
@@ -21,7 +22,9 @@ use super::error::{Locator, ScenarioError};
 use super::raw::{RawNetwork, RawRegistry, RawScenario};
 use super::schema::{ClientGroup, LatencyRange, Network, RegistryConfig, Scenario};
 
+mod breaker;
 mod clients;
+mod core_config;
 mod expectation_filter;
 mod expectation_values;
 mod expectations;
@@ -29,13 +32,14 @@ mod faults;
 mod fields;
 mod names;
 mod resilience;
+mod retry;
 mod servers;
 mod timeline;
 
 pub use clients::{CONCURRENCY_MAX, HASH_KEYS_MAX, PAYLOAD_BYTES_MAX, POOL_SIZE_MAX, RATE_MAX};
 pub use fields::{LATENCY_MAX, REPLICAS_MAX, WEIGHT_MAX};
 pub use names::RESERVED_NAMES;
-pub use resilience::MAX_ATTEMPTS_MAX;
+pub use retry::MAX_ATTEMPTS_MAX;
 
 use clients::{check_client_group, ClientContext};
 use fields::{fraction, latency, positive_duration, replicas};
