@@ -4,10 +4,11 @@
 //! Dependencies flow one way: this file → the sections → `names` and `fields`.
 //! - this file: the order of the checks, and the scenario-level keys (name,
 //!   description, duration, seeds, `[network]`, `[registry]`);
-//! - `servers`, `clients` (with `resilience`: `retry`, `breaker`, and
-//!   `core_config`, which reports core's `validate()` at the file's key), `faults` (with `timeline`, the
-//!   checks across faults), `expectations` (with `expectation_filter` and
-//!   `expectation_values`): one section of the file each;
+//! - `servers`, `clients`, `faults`, `expectations`: one section of the file
+//!   each, some with helpers of their own: `clients` → `resilience` → `retry`,
+//!   `breaker` and `core_config` (core's `validate()` reported at the file's
+//!   key); `faults` → `timeline` (checks across faults); `expectations` →
+//!   `expectation_filter` and `expectation_values`;
 //! - `names`: host and group names and the [`Context`](names::Context) that the
 //!   timeline and expectation checks share;
 //! - `fields`: leaf checks of one value (integer, fraction, latency, duration,
