@@ -2,10 +2,10 @@
 //! validation may reject wrapped in [`Spanned`] so its error can name the line.
 //! `deny_unknown_fields` everywhere: a misspelled key is an error, never ignored.
 //!
-//! Numbers are read wide (`i64`, `f64`) and range-checked in `validate.rs`, so a
+//! Numbers are read wide (`i64`, `f64`) and range-checked in `validate/`, so a
 //! `replicas = -1` gets "replicas must be 1..=100" rather than serde's "expected u32".
 //! Faults and expectations are flat tables with every key optional: which keys a
-//! kind accepts is checked in `validate.rs`, which can then say "partition takes
+//! kind accepts is checked in `validate/`, which can then say "partition takes
 //! `between`, not `host`" instead of serde's generic enum errors.
 
 use std::collections::BTreeMap;

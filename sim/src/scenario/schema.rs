@@ -466,7 +466,7 @@ pub struct Expectation {
 }
 
 /// What an expectation checks. Extension point: add a variant, its parse arm in
-/// `validate.rs` and its evaluator in `crate::expect`.
+/// `validate/expectations.rs` and its evaluator in `crate::expect`.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Check {
     /// Ok calls / resolved calls ≥ `min`. Fails when no call matched.
