@@ -68,6 +68,9 @@ pub(crate) struct RawServerGroup {
     pub(crate) forward_method: Option<Spanned<String>>,
     pub(crate) forward_timeout: Option<Spanned<DurationText>>,
     pub(crate) code: Option<Spanned<String>>,
+    pub(crate) error_code: Option<Spanned<String>>,
+    pub(crate) concurrency_limit: Option<Spanned<i64>>,
+    pub(crate) latency_per_call: Option<Spanned<DurationText>>,
     #[serde(default)]
     pub(crate) hosts: BTreeMap<Spanned<String>, RawHostOverride>,
 }
@@ -219,6 +222,7 @@ pub(crate) struct RawExpect {
     pub(crate) method: Option<Spanned<String>>,
     pub(crate) from: Option<Spanned<DurationText>>,
     pub(crate) to: Option<Spanned<DurationText>>,
+    pub(crate) may_have_executed: Option<Spanned<bool>>,
 }
 
 /// Names of the keys a raw fault has set, with their spans, for "kind X does not

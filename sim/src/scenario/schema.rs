@@ -206,13 +206,38 @@ pub struct ServerHost {
     pub start_at: Duration,
 }
 
-/// How a server's handler behaves.
+/// How a server's handler behaves: applied by the harness layer before the
+/// router (the built-in echo's or the user's).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Behaviour {
     /// Service time per call, uniform in the range from the host's seeded RNG. Default 1ms.
     pub latency: LatencyRange,
-    /// Fraction of calls the handler fails with `Internal` (0..=1, default 0).
+    /// Fraction of calls the handler fails with `error_code` (0..=1, default 0).
     pub error_rate: f64,
+    /// The code of injected failures (key `error_code`, default `Internal`;
+    /// any code but `Ok`). They may have executed, as a real handler's would.
+    pub error_code: squall::Code,
+    /// Calls running at once on the host (key `concurrency_limit`); one more
+    /// is refused with `ResourceExhausted`, not executed (a load shedder).
+    /// `None`: no limit.
+    pub concurrency_limit: Option<u32>,
+    /// Load-dependent latency (key `latency_per_call`): each call's service
+    /// time grows by this much per call already running on the host, so a
+    /// server slows down as it fills up. Default 0.
+    pub latency_per_call: Duration,
+}
+
+impl Behaviour {
+    /// A fixed service time and nothing else.
+    pub fn fixed(latency: Duration) -> Behaviour {
+        Behaviour {
+            latency: LatencyRange::fixed(latency),
+            error_rate: 0.0,
+            error_code: squall::Code::Internal,
+            concurrency_limit: None,
+            latency_per_call: Duration::ZERO,
+        }
+    }
 }
 
 /// A group of identical clients, `{name}-1` … `{name}-N`.
@@ -469,10 +494,21 @@ pub struct Expectation {
 /// `validate/expectations.rs` and its evaluator in `crate::expect`.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Check {
-    /// Ok calls / resolved calls ≥ `min`. Fails when no call matched.
+    /// `min` ≤ ok calls / resolved calls ≤ `max`. An upper bound proves a
+    /// fault had an effect. Fails when no call matched.
     SuccessRate {
-        /// 0..=1.
+        /// 0..=1 (default 0 when only `max` is given).
         min: f64,
+        /// 0..=1; `None`: no upper bound.
+        max: Option<f64>,
+    },
+    /// Calls that resolved with a failure, within bounds (`failed_calls`): a
+    /// lower bound proves a fault had an effect.
+    FailedCalls {
+        /// Inclusive lower bound.
+        min: Option<u64>,
+        /// Inclusive upper bound.
+        max: Option<u64>,
     },
     /// Nearest-rank percentile of resolved calls' latency within bounds. Fails
     /// when no call matched.
@@ -615,6 +651,10 @@ pub struct Filter {
     pub from: Duration,
     /// Window end, exclusive (`None`: the end of the run, drain included).
     pub to: Option<Duration>,
+    /// Key `may_have_executed`: call-based checks count only calls whose
+    /// `call.end` says this (`false`: failures the client may safely retry;
+    /// `true`: successes and failures that may have run). `None`: all calls.
+    pub may_have_executed: Option<bool>,
 }
 
 impl Filter {

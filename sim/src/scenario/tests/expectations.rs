@@ -200,3 +200,39 @@ fn new_expectation_kinds_refuse_what_cannot_be_checked() {
         "{error}"
     );
 }
+
+#[test]
+fn success_rate_takes_bounds_in_both_directions_and_needs_one() {
+    // Proves an upper bound is accepted (to show a fault had an effect), a
+    // bare success_rate is refused, and an impossible pair is refused.
+    let s = ok_appending("[[expect]]\nkind = \"success_rate\"\nmax = 0.9\n");
+    assert_eq!(
+        s.expectations[0].check,
+        Check::SuccessRate {
+            min: 0.0,
+            max: Some(0.9)
+        }
+    );
+    let error = error_appending("[[expect]]\nkind = \"success_rate\"\n");
+    assert!(error.contains("success_rate needs a bound"), "{error}");
+    let error = error_appending("[[expect]]\nkind = \"success_rate\"\nmin = 0.9\nmax = 0.5\n");
+    assert!(error.contains("min 0.9 is above max 0.5"), "{error}");
+}
+
+#[test]
+fn failed_calls_bounds_and_the_may_have_executed_filter_parse() {
+    // Proves failed_calls takes min and/or max, and any expectation may filter
+    // calls by may_have_executed.
+    let s =
+        ok_appending("[[expect]]\nkind = \"failed_calls\"\nmin = 1\nmay_have_executed = false\n");
+    assert_eq!(
+        s.expectations[0].check,
+        Check::FailedCalls {
+            min: Some(1),
+            max: None
+        }
+    );
+    assert_eq!(s.expectations[0].filter.may_have_executed, Some(false));
+    let error = error_appending("[[expect]]\nkind = \"failed_calls\"\n");
+    assert!(error.contains("failed_calls needs a bound"), "{error}");
+}

@@ -118,13 +118,7 @@ fn minimal_file_gets_documented_defaults() {
     assert_eq!(hosts, ["server-1", "server-2", "server-3"]);
     let first = &s.servers[0].hosts[0];
     assert_eq!(first.weight, 1);
-    assert_eq!(
-        first.behaviour,
-        Behaviour {
-            latency: LatencyRange::fixed(Duration::from_millis(1)),
-            error_rate: 0.0
-        }
-    );
+    assert_eq!(first.behaviour, Behaviour::fixed(Duration::from_millis(1)));
     let client = &s.clients[0];
     assert_eq!(client.hosts, ["client-1", "client-2"]);
     assert_eq!(client.targets, ["server-1", "server-2", "server-3"]);

@@ -218,3 +218,21 @@ fn start_at_must_be_inside_the_run_and_precede_lifecycle_faults() {
         "{error}"
     );
 }
+
+#[test]
+fn overload_keys_parse_and_an_unknown_error_code_suggests_one() {
+    // Proves concurrency_limit, latency_per_call and error_code reach the
+    // behaviour, and a misspelt code is refused with a suggestion.
+    let text = BASE.replace(
+        "replicas = 3",
+        "replicas = 3\nconcurrency_limit = 3\nlatency_per_call = \"5ms\"\nerror_code = \"Unavailable\"",
+    );
+    let s = parse(&text).unwrap_or_else(|e| panic!("{e:#}"));
+    let behaviour = &s.servers[0].hosts[0].behaviour;
+    assert_eq!(behaviour.concurrency_limit, Some(3));
+    assert_eq!(behaviour.latency_per_call, Duration::from_millis(5));
+    assert_eq!(behaviour.error_code, squall::Code::Unavailable);
+    let text = BASE.replace("replicas = 3", "replicas = 3\nerror_code = \"Unavailabel\"");
+    let error = parse(&text).unwrap_err().to_string();
+    assert!(error.contains("did you mean \"Unavailable\""), "{error}");
+}

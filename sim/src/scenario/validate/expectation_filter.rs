@@ -66,5 +66,6 @@ pub(super) fn check_filter(cx: &Context<'_>, raw: &RawExpect) -> Result<Filter, 
         method,
         from,
         to,
+        may_have_executed: raw.may_have_executed.as_ref().map(|m| *m.get_ref()),
     })
 }

@@ -20,8 +20,9 @@ use crate::scenario::schema::{Check, Expectation, Filter};
 /// Every expectation kind with the kind-specific keys it takes and requires.
 /// `name`, `client`, `method`, `from`, `to` are accepted by all (except `method`
 /// by the breaker kinds). A new kind goes here, in [`check_kind`] and in `crate::expect`.
-const KINDS: [(&str, &[&str], &[&str]); 15] = [
-    ("success_rate", &["min"], &["min"]),
+const KINDS: [(&str, &[&str], &[&str]); 16] = [
+    ("success_rate", &["min", "max"], &[]),
+    ("failed_calls", &["min", "max"], &[]),
     (
         "latency",
         &["percentile", "min", "max", "outcome"],
@@ -86,7 +87,7 @@ fn check_expectation(
                 span,
                 format!("expectation kind \"{kind}\" does not take \"{key}\""),
                 Some(format!(
-                    "{kind} takes: {}, plus name, client, method, from, to",
+                    "{kind} takes: {}, plus name, client, method, from, to, may_have_executed",
                     allowed.join(", ")
                 )),
             ));
@@ -201,9 +202,53 @@ fn check_kind(
         None => Ok(Vec::new()),
     };
     Ok(match kind {
-        "success_rate" => Check::SuccessRate {
-            min: fraction_value(loc, raw.min.as_ref(), "min")?.unwrap_or(1.0),
-        },
+        "success_rate" => {
+            let min = fraction_value(loc, raw.min.as_ref(), "min")?;
+            let max = fraction_value(loc, raw.max.as_ref(), "max")?;
+            if min.is_none() && max.is_none() {
+                return Err(loc.at(
+                    raw.kind.span(),
+                    "success_rate needs a bound: min, max or both",
+                    Some(
+                        "min = 0.99 (a floor), or max = 0.9 to prove a fault had an effect".into(),
+                    ),
+                ));
+            }
+            if let (Some(min), Some(max)) = (min, max) {
+                if min > max {
+                    return Err(loc.at(
+                        raw.kind.span(),
+                        format!("success_rate min {min} is above max {max}"),
+                        Some("no rate can satisfy both".into()),
+                    ));
+                }
+            }
+            Check::SuccessRate {
+                min: min.unwrap_or(0.0),
+                max,
+            }
+        }
+        "failed_calls" => {
+            let min = count_value(loc, raw.min.as_ref(), "min")?;
+            let max = count_value(loc, raw.max.as_ref(), "max")?;
+            match (min, max) {
+                (None, None) => {
+                    return Err(loc.at(
+                        raw.kind.span(),
+                        "failed_calls needs a bound: min, max or both",
+                        Some("min = 1 proves the fault failed some calls".into()),
+                    ))
+                }
+                (Some(min), Some(max)) if min > max => {
+                    return Err(loc.at(
+                        raw.kind.span(),
+                        format!("failed_calls min {min} is above max {max}"),
+                        Some("no count can satisfy both".into()),
+                    ))
+                }
+                _ => Check::FailedCalls { min, max },
+            }
+        }
         "latency" => {
             let percentile = raw.percentile.as_ref().map(|p| (*p.get_ref(), p.span()));
             let percentile = match percentile {

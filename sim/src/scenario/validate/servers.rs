@@ -28,6 +28,37 @@ pub(super) struct ServerContext<'a> {
     pub(super) registry: bool,
 }
 
+/// Most `concurrency_limit`.
+pub const CONCURRENCY_LIMIT_MAX: i64 = 100_000;
+/// Most `latency_per_call`.
+pub const LATENCY_PER_CALL_MAX: Duration = Duration::from_secs(1);
+
+/// Key `error_code`: a status code name other than `Ok` (default `Internal`).
+fn error_code(
+    loc: &Locator<'_>,
+    raw: Option<&Spanned<String>>,
+) -> Result<squall::Code, ScenarioError> {
+    let Some(raw) = raw else {
+        return Ok(squall::Code::Internal);
+    };
+    let names: Vec<&str> = squall::Code::ALL
+        .iter()
+        .map(|c| c.as_str())
+        .filter(|name| *name != "Ok")
+        .collect();
+    match squall::Code::ALL
+        .into_iter()
+        .find(|c| c.as_str() == raw.get_ref() && c.as_str() != "Ok")
+    {
+        Some(code) => Ok(code),
+        None => Err(loc.at(
+            raw.span(),
+            format!("error_code {:?} is not a failure code", raw.get_ref()),
+            Some(did_you_mean_or_list(raw.get_ref(), &names)),
+        )),
+    }
+}
+
 /// One `[[servers]]` table (its names are registered already).
 pub(super) fn check_server_group(
     cx: &ServerContext<'_>,
@@ -41,6 +72,30 @@ pub(super) fn check_server_group(
         latency: latency(loc, raw.latency.as_ref(), "latency")?
             .unwrap_or(LatencyRange::fixed(Duration::from_millis(1))),
         error_rate: fraction(loc, raw.error_rate.as_ref(), "error_rate")?.unwrap_or(0.0),
+        error_code: error_code(loc, raw.error_code.as_ref())?,
+        concurrency_limit: integer(
+            loc,
+            raw.concurrency_limit.as_ref(),
+            "concurrency_limit",
+            1,
+            CONCURRENCY_LIMIT_MAX,
+        )?
+        .map(|n| n as u32),
+        latency_per_call: match &raw.latency_per_call {
+            Some(d) if d.get_ref().0 > LATENCY_PER_CALL_MAX => {
+                return Err(loc.at(
+                    d.span(),
+                    format!(
+                        "latency_per_call {} is over the limit of {}",
+                        format_duration(d.get_ref().0),
+                        format_duration(LATENCY_PER_CALL_MAX)
+                    ),
+                    Some("it is added once per call already running: a few ms is a lot".into()),
+                ))
+            }
+            Some(d) => d.get_ref().0,
+            None => Duration::ZERO,
+        },
     };
     for key in raw.hosts.keys() {
         if !host_names.contains(key.get_ref()) {
