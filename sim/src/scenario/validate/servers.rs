@@ -79,8 +79,7 @@ pub(super) fn check_server_group(
             "concurrency_limit",
             1,
             CONCURRENCY_LIMIT_MAX,
-        )?
-        .map(|n| n as u32),
+        )?,
         latency_per_call: match &raw.latency_per_call {
             Some(d) if d.get_ref().0 > LATENCY_PER_CALL_MAX => {
                 return Err(loc.at(
