@@ -11,7 +11,7 @@
 use std::future::poll_fn;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
 
 use bytes::BytesMut;
@@ -74,14 +74,28 @@ pub(crate) struct WriteQueue {
     state: Mutex<State>,
     /// Wakes the writer when it is parked and a frame is queued, or on close.
     wake: Notify,
-    /// Backlog bound in bytes: past it, new frames are refused (limits on everything).
+    /// Backlog bound in bytes: past it, new requests are refused and a server
+    /// stops reading from the peer (limits on everything).
     backlog_max: usize,
-    /// `state.buf.len()`, mirrored for [`WriteQueue::is_full`] without the lock.
-    queued: AtomicUsize,
+    /// Bytes encoded and not yet written to the stream: those still queued and
+    /// those the writer holds. Every frame counts, whatever its kind; lock-free
+    /// so [`WriteQueue::is_full`] is cheap on the hot path.
+    unwritten: AtomicUsize,
+    /// A total over many queues (a server's connections), kept beside `unwritten`.
+    unwritten_total: Option<Arc<AtomicUsize>>,
 }
 
 impl WriteQueue {
     pub(crate) fn new(codec: FrameCodec, backlog_max: usize) -> WriteQueue {
+        WriteQueue::with_total(codec, backlog_max, None)
+    }
+
+    /// A queue whose unwritten bytes are also counted in `unwritten_total`.
+    pub(crate) fn with_total(
+        codec: FrameCodec,
+        backlog_max: usize,
+        unwritten_total: Option<Arc<AtomicUsize>>,
+    ) -> WriteQueue {
         WriteQueue {
             codec,
             state: Mutex::new(State {
@@ -91,7 +105,8 @@ impl WriteQueue {
             }),
             wake: Notify::new(),
             backlog_max,
-            queued: AtomicUsize::new(0),
+            unwritten: AtomicUsize::new(0),
+            unwritten_total,
         }
     }
 
@@ -102,17 +117,39 @@ impl WriteQueue {
     }
 
     /// Encodes `frame` whatever the backlog: for answers to work already
-    /// admitted (responses, pongs, goaway), which must never be dropped — a
-    /// dropped response leaves its caller waiting for a reply that will not
-    /// come. Their total is bounded by calls in flight × the frame limit.
+    /// admitted (responses), which must never be dropped — a dropped response
+    /// leaves its caller waiting for a reply that will not come. They still
+    /// count against the budget: a server stops reading from a peer whose queue
+    /// is over it, so what is queued past the budget is bounded by the calls
+    /// already in flight × the frame limit, plus one batch of control replies.
     pub(crate) fn send_always(&self, frame: &Frame) -> Result<(), QueueError> {
         self.push(frame, false)
     }
 
-    /// Whether the backlog is over its limit (the server stops admitting
-    /// requests). Lock-free: read once per request on the hot path.
+    /// Whether the backlog is over its limit (the server stops reading; new
+    /// requests are refused). Lock-free: read once per request on the hot path.
     pub(crate) fn is_full(&self) -> bool {
-        self.queued.load(Ordering::Relaxed) > self.backlog_max
+        self.unwritten() > self.backlog_max
+    }
+
+    /// Bytes queued or being written, not yet written.
+    pub(crate) fn unwritten(&self) -> usize {
+        self.unwritten.load(Ordering::Relaxed)
+    }
+
+    fn add_unwritten(&self, count: usize) {
+        self.unwritten.fetch_add(count, Ordering::Relaxed);
+        if let Some(total) = &self.unwritten_total {
+            total.fetch_add(count, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts `count` bytes as written to the stream.
+    fn written(&self, count: usize) {
+        self.unwritten.fetch_sub(count, Ordering::Relaxed);
+        if let Some(total) = &self.unwritten_total {
+            total.fetch_sub(count, Ordering::Relaxed);
+        }
     }
 
     fn push(&self, frame: &Frame, bounded: bool) -> Result<(), QueueError> {
@@ -120,13 +157,14 @@ impl WriteQueue {
         if state.closed {
             return Err(QueueError::Closed);
         }
-        if bounded && state.buf.len() > self.backlog_max {
+        if bounded && self.is_full() {
             return Err(QueueError::Full);
         }
+        let before = state.buf.len();
         self.codec
             .encode_frame(frame, &mut state.buf)
             .map_err(QueueError::Protocol)?;
-        self.queued.store(state.buf.len(), Ordering::Relaxed);
+        self.add_unwritten(state.buf.len() - before);
         let parked = std::mem::replace(&mut state.writer_parked, false);
         drop(state);
         if parked {
@@ -171,8 +209,17 @@ impl WriteQueue {
             return Some(false);
         }
         std::mem::swap(&mut state.buf, spare);
-        self.queued.store(0, Ordering::Relaxed);
         Some(true)
+    }
+}
+
+impl Drop for WriteQueue {
+    /// Bytes never written leave the server-wide total with the connection.
+    fn drop(&mut self) {
+        let unwritten = self.unwritten();
+        if let Some(total) = &self.unwritten_total {
+            total.fetch_sub(unwritten, Ordering::Relaxed);
+        }
     }
 }
 
@@ -212,11 +259,15 @@ impl<W: AsyncWrite + Unpin> Outbox<W> {
 
     /// Writes the chunk; resolves when all of it is written. Cancel-safe: what
     /// is written stays written, and the next call goes on from there.
-    pub(crate) async fn write_chunk(&mut self) -> std::io::Result<()> {
-        poll_fn(|cx| self.poll_write_chunk(cx)).await
+    pub(crate) async fn write_chunk(&mut self, queue: &WriteQueue) -> std::io::Result<()> {
+        poll_fn(|cx| self.poll_write_chunk(queue, cx)).await
     }
 
-    fn poll_write_chunk(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_write_chunk(
+        &mut self,
+        queue: &WriteQueue,
+        cx: &mut Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
         while self.written < self.chunk.len() {
             let unwritten = &self.chunk[self.written..];
             let count = ready!(Pin::new(&mut self.writer).poll_write(cx, unwritten))?;
@@ -224,6 +275,7 @@ impl<W: AsyncWrite + Unpin> Outbox<W> {
                 return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
             }
             self.written += count;
+            queue.written(count);
         }
         self.chunk.clear();
         self.written = 0;
@@ -233,7 +285,7 @@ impl<W: AsyncWrite + Unpin> Outbox<W> {
     /// Writes the rest and everything still queued, then shuts the stream down.
     /// The caller has closed the queue (or will), so this ends.
     pub(crate) async fn finish(mut self, queue: &WriteQueue) -> std::io::Result<()> {
-        if let Err(error) = self.write_chunk().await {
+        if let Err(error) = self.write_chunk(queue).await {
             queue.close();
             return Err(error);
         }
@@ -259,6 +311,9 @@ async fn run_writer<W: AsyncWrite + Unpin>(
             }
             Some(true) => {
                 let result = writer.write_all(&chunk).await;
+                if result.is_ok() {
+                    queue.written(chunk.len());
+                }
                 chunk.clear();
                 if let Err(error) = result {
                     queue.close();

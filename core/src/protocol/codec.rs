@@ -120,16 +120,29 @@ impl FrameCodec {
         &self.limits
     }
 
+    /// Whether a header was decoded and its frame's metadata and body have not
+    /// all arrived yet.
+    pub fn is_mid_frame(&self) -> bool {
+        matches!(self.state, DecodeState::Data(_))
+    }
+
     fn decode_head(&self, src: &mut BytesMut) -> Result<Option<Header>, ProtocolError> {
+        // Magic and version are checked on the first bytes that arrive, not once
+        // a whole header is in: a peer that does not speak squall (a stray
+        // `GET /`) is told so at once instead of holding the connection open.
+        if let Some(&first) = src.first() {
+            let second = src.get(1).copied().unwrap_or(MAGIC[1]);
+            if [first, second] != MAGIC {
+                return Err(ProtocolError::BadMagic([first, second]));
+            }
+        }
+        if let Some(&version) = src.get(2) {
+            if version != VERSION {
+                return Err(ProtocolError::UnsupportedVersion(version));
+            }
+        }
         if src.len() < HEADER_LEN {
             return Ok(None);
-        }
-        let magic = [src[0], src[1]];
-        if magic != MAGIC {
-            return Err(ProtocolError::BadMagic(magic));
-        }
-        if src[2] != VERSION {
-            return Err(ProtocolError::UnsupportedVersion(src[2]));
         }
         let kind = FrameKind::from_u8(src[3]).ok_or(ProtocolError::UnknownKind(src[3]))?;
         let codec = CodecId::from_u8(src[4]).ok_or(ProtocolError::UnknownCodec(src[4]))?;
@@ -188,16 +201,15 @@ impl Decoder for FrameCodec {
                     self.state = DecodeState::Data(header);
                     header
                 }
-                None => {
-                    src.reserve(HEADER_LEN);
-                    return Ok(None);
-                }
+                None => return Ok(None),
             },
             DecodeState::Data(header) => header,
         };
         let total = header.meta_len + header.body_len;
+        // Nothing is reserved for the announced length: the buffer grows only
+        // as bytes arrive, so a header announcing 16 MiB costs 22 bytes until
+        // the peer actually sends the rest (and the reader bounds how long it may take).
         if src.len() < total {
-            src.reserve(total - src.len());
             return Ok(None);
         }
         self.state = DecodeState::Head;
@@ -477,6 +489,25 @@ mod tests {
         assert!(error
             .to_string()
             .contains("does not speak the squall protocol"));
+    }
+
+    #[test]
+    fn read_bad_magic_on_the_first_byte() {
+        let mut src = BytesMut::from(&b"G"[..]);
+        let error = FrameCodec::default().decode(&mut src).unwrap_err();
+        assert!(matches!(error, ProtocolError::BadMagic([b'G', _])));
+        let mut src = BytesMut::from(&b"S"[..]);
+        assert!(FrameCodec::default().decode(&mut src).unwrap().is_none());
+    }
+
+    #[test]
+    fn read_incomplete_data_reserves_nothing_for_the_announced_length() {
+        let bytes = encode_to_bytes(&request(), Limits::default()).unwrap();
+        let mut src = BytesMut::with_capacity(HEADER_LEN + 1);
+        src.extend_from_slice(&bytes[..HEADER_LEN + 1]);
+        let capacity = src.capacity();
+        assert!(FrameCodec::default().decode(&mut src).unwrap().is_none());
+        assert!(src.capacity() <= capacity);
     }
 
     #[test]
