@@ -25,7 +25,7 @@ use tower::{Service as _, ServiceExt as _};
 
 use super::admission::{ConnHandle, StatsInner};
 use super::{BoxService, ServerConfig};
-use crate::conn::{FrameReader, Outbox, QueueError, ReadBudget, WriteQueue};
+use crate::conn::{FrameReader, Outbox, QueueError, ReadBudget, ReadError, WriteQueue};
 use crate::context::{poll_with_deadline, with_deadline, Context};
 use crate::protocol::{
     goaway_frame, request_from_frame, response_frame, Codec, Frame, FrameCodec, FrameKind,
@@ -416,7 +416,7 @@ pub(crate) async fn serve_connection<R, W>(
 async fn read_batch<R: AsyncRead + Unpin>(
     dispatcher: &mut Dispatcher,
     reader: &mut FrameReader<R>,
-    first: Option<Result<Frame, crate::conn::ReadError>>,
+    first: Option<Result<Frame, ReadError>>,
     stats: &StatsInner,
 ) -> bool {
     dispatcher.queue.writer_busy();
@@ -429,7 +429,14 @@ async fn read_batch<R: AsyncRead + Unpin>(
             Some(Ok(frame)) => dispatcher.on_frame(frame, arrived).await,
             Some(Err(error)) => {
                 stats.connections_cut.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(%peer, %error, "closing connection: bad stream");
+                match error {
+                    ReadError::Protocol(error) => {
+                        tracing::warn!(%peer, %error, "closing connection: malformed frame");
+                    }
+                    ReadError::BudgetExhausted(_) => {
+                        tracing::warn!(%peer, reason = %error, "cutting connection");
+                    }
+                }
                 return true;
             }
             None => return true,
