@@ -21,8 +21,8 @@ use crate::protocol::{Frame, FrameCodec, ProtocolError};
 /// The read buffer's first allocation, and the least room kept for a read.
 const READ_CAPACITY_INITIAL: usize = 8 * 1024;
 
-/// A budget, in bytes, for frames received in part, shared by the connections of
-/// one server. Without it, each connection's bound multiplies by the number of
+/// A budget, in bytes, for frames received in part (the memory of the read
+/// buffers holding them), shared by the connections of one server. Without it, each connection's bound multiplies by the number of
 /// connections (1,024 × 16 MiB).
 #[derive(Debug)]
 pub(crate) struct ReadBudget {
@@ -174,7 +174,14 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         let Some(budget) = &self.budget else {
             return Ok(());
         };
-        let held = self.buf.len();
+        // The memory held, not only the bytes: a buffer grows by doubling, so
+        // its capacity can be up to twice what arrived. An empty buffer
+        // (between frames) holds nothing worth charging.
+        let held = if self.buf.is_empty() {
+            0
+        } else {
+            self.buf.capacity().max(self.buf.len())
+        };
         if !budget.recharge(self.charged, held) {
             return Err(ReadError::BudgetExhausted(budget.max));
         }
@@ -242,7 +249,7 @@ mod tests {
 
     #[tokio::test]
     async fn whole_frames_release_their_charge() {
-        let budget = Arc::new(ReadBudget::new(1000, Arc::default()));
+        let budget = Arc::new(ReadBudget::new(64 * 1024, Arc::default()));
         let (mut tx, rx) = tokio::io::duplex(64 * 1024);
         let mut reader = FrameReader::new(rx, FrameCodec::default(), Some(Arc::clone(&budget)));
         let ping = encode_to_bytes(&Frame::control(FrameKind::Ping, 1), Limits::default()).unwrap();
