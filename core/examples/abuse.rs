@@ -38,6 +38,9 @@ struct Args {
     /// server without depth-safe decoding aborts, and this program with it.
     #[arg(long)]
     deep_nesting: Option<usize>,
+    /// Skip measuring keepalive's detection of a silent peer (20-30 s).
+    #[arg(long)]
+    skip_silent_peer: bool,
 }
 
 /// A recursive argument type: what finding 2 attacks.
@@ -123,6 +126,33 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     }
     idle_flood(&addr, &args, &stats).await?;
     stalled_frames(&addr, &args, &stats).await?;
+    if !args.skip_silent_peer {
+        silent_peer().await?;
+    }
+    Ok(())
+}
+
+/// How long a client with the default keepalive takes to declare a silent peer
+/// (accepts, then never reads or writes; no FIN, no RST) dead.
+async fn silent_peer() -> Result<(), Box<dyn std::error::Error>> {
+    let config = squall::ChannelConfig::default();
+    println!(
+        "\n== keepalive: a silent peer, interval {:?}, timeout {:?} ==",
+        config.keepalive_interval, config.keepalive_timeout
+    );
+    let black_hole = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = black_hole.local_addr()?.to_string();
+    let held = tokio::spawn(async move { black_hole.accept().await.map(|(socket, _)| socket) });
+    let channel = squall::Channel::connect(&Tcp, &addr, config).await?;
+    let _socket = held.await??;
+    let client = Client::new(channel).with_timeout(None);
+    let started = Instant::now();
+    let result: Result<u64, Status> = client.call("Echo.Echo", &1u64).await;
+    println!(
+        "  call failed after {:.1} s: {:?}",
+        started.elapsed().as_secs_f64(),
+        result.map_err(|status| status.to_string())
+    );
     Ok(())
 }
 
