@@ -205,6 +205,31 @@ impl Shared {
         next
     }
 
+    /// Fails the calls whose requests were not completely written, as not
+    /// executed: the connection is closing and the peer cannot have read them.
+    /// (Called just before `close`, which fails the rest as "may have executed".)
+    fn fail_unsent<W: AsyncWrite + Unpin>(&self, outbox: &Outbox<W>) {
+        let mut ids = Vec::new();
+        outbox.unwritten_request_ids(&mut ids);
+        self.queue.queued_request_ids(&mut ids);
+        let unsent = {
+            let mut pending = self.pending();
+            let unsent: Vec<Entry> = ids
+                .into_iter()
+                .filter_map(|id| pending.calls.remove(id))
+                .collect();
+            self.in_flight.fetch_sub(unsent.len(), Ordering::Relaxed);
+            unsent
+        };
+        for entry in unsent {
+            let status = Status::unavailable(format!(
+                "connection to {} closed before the request was written",
+                self.peer
+            ));
+            let _ = entry.waiter.send(Err(status.not_executed()));
+        }
+    }
+
     /// Fails every waiting call with an id above `last_read` as not executed
     /// (the server's goaway says it never read them).
     fn fail_unread(&self, last_read: u64) {
@@ -585,6 +610,7 @@ where
             // completion before anything else, then the outbox refills.
             written = outbox.write_chunk(&shared.queue), if outbox.has_chunk() => {
                 if let Err(error) = written {
+                    shared.fail_unsent(&outbox);
                     shared.close(Status::unavailable(format!("write to {peer} failed: {error}")));
                     return None;
                 }
@@ -651,6 +677,7 @@ where
             }
         }
     };
+    shared.fail_unsent(&outbox);
     shared.close(reason);
     Some(outbox)
 }

@@ -19,7 +19,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::futures::Notified;
 use tokio::sync::Notify;
 
-use crate::protocol::{Frame, FrameCodec, ProtocolError};
+use crate::protocol::{Frame, FrameCodec, FrameKind, ProtocolError, HEADER_LEN};
 use crate::status::Status;
 
 /// Why a frame could not be queued.
@@ -194,6 +194,12 @@ impl WriteQueue {
         self.wake.notified()
     }
 
+    /// Appends the ids of the requests still queued (none of their bytes written).
+    pub(crate) fn queued_request_ids(&self, ids: &mut Vec<u64>) {
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        request_ids_after(&state.buf, 0, ids);
+    }
+
     /// Takes everything queued, leaving `spare`'s allocation in its place.
     /// Returns `None` when closed and drained; `Some(false)` when there is
     /// nothing to write, and the writer is then parked: the next frame queued
@@ -246,6 +252,12 @@ impl<W: AsyncWrite + Unpin> Outbox<W> {
         }
     }
 
+    /// Appends the ids of the requests in the chunk not completely written: the
+    /// peer cannot have read them whole, so they did not run.
+    pub(crate) fn unwritten_request_ids(&self, ids: &mut Vec<u64>) {
+        request_ids_after(&self.chunk, self.written, ids);
+    }
+
     /// Whether bytes are waiting to be written.
     pub(crate) fn has_chunk(&self) -> bool {
         !self.chunk.is_empty()
@@ -293,6 +305,24 @@ impl<W: AsyncWrite + Unpin> Outbox<W> {
     }
 }
 
+/// Appends the ids of the request frames in `encoded` (whole frames, as the
+/// queue encoded them) that end after byte `written`.
+fn request_ids_after(encoded: &[u8], written: usize, ids: &mut Vec<u64>) {
+    let mut at = 0usize;
+    while let Some(header) = encoded.get(at..at + HEADER_LEN) {
+        let field = |range: std::ops::Range<usize>| -> usize {
+            header[range]
+                .iter()
+                .fold(0usize, |value, &byte| value << 8 | usize::from(byte))
+        };
+        let end = at + HEADER_LEN + field(14..18) + field(18..22);
+        if header[3] == FrameKind::Request as u8 && end > written {
+            ids.push(field(6..14) as u64);
+        }
+        at = end;
+    }
+}
+
 /// Writes queued frames until the queue is closed and drained or the stream fails.
 /// Returns the I/O error, if any; the caller closes the connection either way.
 async fn run_writer<W: AsyncWrite + Unpin>(
@@ -323,4 +353,58 @@ async fn run_writer<W: AsyncWrite + Unpin>(
         }
     }
     writer.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::Limits;
+
+    fn request(id: u64) -> Frame {
+        let mut frame = Frame::control(FrameKind::Request, id);
+        frame.meta.method = Some("Echo.Echo".into());
+        frame.body = bytes::Bytes::from_static(b"\x07");
+        frame
+    }
+
+    #[test]
+    fn requests_not_completely_written_are_found_in_the_encoded_bytes() {
+        let codec = FrameCodec::new(Limits::default());
+        let mut encoded = BytesMut::new();
+        codec.encode_frame(&request(1), &mut encoded).unwrap();
+        let first_end = encoded.len();
+        codec
+            .encode_frame(&Frame::control(FrameKind::Ping, 9), &mut encoded)
+            .unwrap();
+        codec.encode_frame(&request(2), &mut encoded).unwrap();
+        let mut ids = Vec::new();
+        request_ids_after(&encoded, first_end - 1, &mut ids);
+        assert_eq!(
+            ids,
+            [1, 2],
+            "a request written but for its last byte did not run"
+        );
+        ids.clear();
+        request_ids_after(&encoded, first_end, &mut ids);
+        assert_eq!(
+            ids,
+            [2],
+            "pings are not calls; a written request may have run"
+        );
+    }
+
+    #[test]
+    fn every_frame_counts_against_the_budget() {
+        let queue = WriteQueue::new(FrameCodec::new(Limits::default()), 30);
+        queue
+            .send_always(&Frame::control(FrameKind::Pong, 1))
+            .unwrap();
+        assert!(!queue.is_full(), "22 bytes are within 30");
+        queue
+            .send_always(&Frame::control(FrameKind::GoAway, 0))
+            .unwrap();
+        assert!(queue.is_full(), "pongs and goaways count too");
+        assert!(matches!(queue.send(&request(3)), Err(QueueError::Full)));
+        assert_eq!(queue.unwritten(), 44);
+    }
 }
