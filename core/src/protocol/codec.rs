@@ -130,10 +130,11 @@ impl FrameCodec {
         // Magic and version are checked on the first bytes that arrive, not once
         // a whole header is in: a peer that does not speak squall (a stray
         // `GET /`) is told so at once instead of holding the connection open.
-        if let Some(&first) = src.first() {
-            let second = src.get(1).copied().unwrap_or(MAGIC[1]);
-            if [first, second] != MAGIC {
-                return Err(ProtocolError::BadMagic([first, second]));
+        // (Both magic bytes are awaited, so the error names the same two bytes
+        // however the stream was split.)
+        if let Some(magic) = src.get(..2) {
+            if magic != MAGIC {
+                return Err(ProtocolError::BadMagic([magic[0], magic[1]]));
             }
         }
         if let Some(&version) = src.get(2) {
@@ -492,12 +493,15 @@ mod tests {
     }
 
     #[test]
-    fn read_bad_magic_on_the_first_byte() {
-        let mut src = BytesMut::from(&b"G"[..]);
+    fn read_bad_magic_on_the_first_two_bytes() {
+        let mut src = BytesMut::from(&b"GE"[..]);
         let error = FrameCodec::default().decode(&mut src).unwrap_err();
-        assert!(matches!(error, ProtocolError::BadMagic([b'G', _])));
-        let mut src = BytesMut::from(&b"S"[..]);
+        assert!(matches!(error, ProtocolError::BadMagic([b'G', b'E'])));
+        let mut src = BytesMut::from(&b"SQ"[..]);
         assert!(FrameCodec::default().decode(&mut src).unwrap().is_none());
+        let mut src = BytesMut::from(&b"SQ\x07"[..]);
+        let error = FrameCodec::default().decode(&mut src).unwrap_err();
+        assert!(matches!(error, ProtocolError::UnsupportedVersion(7)));
     }
 
     #[test]
