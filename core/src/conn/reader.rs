@@ -47,7 +47,10 @@ impl ReadBudget {
     /// Moves this connection's charge from `from` to `to` bytes; false (and no
     /// change) if growing it would break the budget.
     fn recharge(&self, from: usize, to: usize) -> bool {
-        if to <= from {
+        if to == from {
+            return true;
+        }
+        if to < from {
             self.used.fetch_sub(from - to, Ordering::Relaxed);
             return true;
         }
@@ -164,7 +167,13 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         let frame = self.codec.decode(&mut self.buf)?;
         if frame.is_some() {
             self.frames_read += 1;
-            self.charge()?;
+            // The charge shrinks only once the buffer is empty: one update of
+            // the shared counter per read rather than per frame (it is shared by
+            // every connection). Until then the connection is charged a little
+            // more than it holds, never less.
+            if self.buf.is_empty() {
+                self.charge()?;
+            }
         }
         Ok(frame)
     }

@@ -79,22 +79,22 @@ pub(crate) struct WriteQueue {
     backlog_max: usize,
     /// Bytes encoded and not yet written to the stream: those still queued and
     /// those the writer holds. Every frame counts, whatever its kind; lock-free
-    /// so [`WriteQueue::is_full`] is cheap on the hot path.
-    unwritten: AtomicUsize,
-    /// A total over many queues (a server's connections), kept beside `unwritten`.
-    unwritten_total: Option<Arc<AtomicUsize>>,
+    /// so [`WriteQueue::is_full`] is cheap on the hot path. Shared (not copied)
+    /// with whoever reports it, so counting costs no extra atomic operation.
+    unwritten: Arc<AtomicUsize>,
 }
 
 impl WriteQueue {
     pub(crate) fn new(codec: FrameCodec, backlog_max: usize) -> WriteQueue {
-        WriteQueue::with_total(codec, backlog_max, None)
+        WriteQueue::with_counter(codec, backlog_max, Arc::default())
     }
 
-    /// A queue whose unwritten bytes are also counted in `unwritten_total`.
-    pub(crate) fn with_total(
+    /// A queue that counts its unwritten bytes in `unwritten` (which the
+    /// server's stats read).
+    pub(crate) fn with_counter(
         codec: FrameCodec,
         backlog_max: usize,
-        unwritten_total: Option<Arc<AtomicUsize>>,
+        unwritten: Arc<AtomicUsize>,
     ) -> WriteQueue {
         WriteQueue {
             codec,
@@ -105,8 +105,7 @@ impl WriteQueue {
             }),
             wake: Notify::new(),
             backlog_max,
-            unwritten: AtomicUsize::new(0),
-            unwritten_total,
+            unwritten,
         }
     }
 
@@ -139,17 +138,11 @@ impl WriteQueue {
 
     fn add_unwritten(&self, count: usize) {
         self.unwritten.fetch_add(count, Ordering::Relaxed);
-        if let Some(total) = &self.unwritten_total {
-            total.fetch_add(count, Ordering::Relaxed);
-        }
     }
 
     /// Counts `count` bytes as written to the stream.
     fn written(&self, count: usize) {
         self.unwritten.fetch_sub(count, Ordering::Relaxed);
-        if let Some(total) = &self.unwritten_total {
-            total.fetch_sub(count, Ordering::Relaxed);
-        }
     }
 
     fn push(&self, frame: &Frame, bounded: bool) -> Result<(), QueueError> {
@@ -216,16 +209,6 @@ impl WriteQueue {
         }
         std::mem::swap(&mut state.buf, spare);
         Some(true)
-    }
-}
-
-impl Drop for WriteQueue {
-    /// Bytes never written leave the server-wide total with the connection.
-    fn drop(&mut self) {
-        let unwritten = self.unwritten();
-        if let Some(total) = &self.unwritten_total {
-            total.fetch_sub(unwritten, Ordering::Relaxed);
-        }
     }
 }
 

@@ -23,8 +23,8 @@ pub(crate) struct StatsInner {
     /// Bytes of partly received frames buffered, over all connections (what the
     /// server-wide read budget bounds).
     pub(crate) partial_frame_bytes: Arc<AtomicUsize>,
-    /// Bytes queued for peers and not yet written, over all connections.
-    pub(crate) unwritten_bytes: Arc<AtomicUsize>,
+    /// The open connections (their unwritten bytes are summed on demand).
+    pub(crate) open: Connections,
     /// Connections open now.
     pub(crate) connections: AtomicUsize,
     /// Idle connections closed to make room for a new one at the limit.
@@ -44,7 +44,7 @@ impl ServerStats {
 
     /// Bytes queued for peers and not yet written, over all connections.
     pub fn unwritten_bytes(&self) -> usize {
-        self.inner.unwritten_bytes.load(Ordering::Relaxed)
+        self.inner.open.unwritten_bytes()
     }
 
     /// Connections open now.
@@ -76,6 +76,8 @@ pub(crate) struct ConnHandle {
     /// Cancelled to shed the connection: it sends a goaway and closes once its
     /// calls (if one slipped in) are done.
     pub(crate) shed: CancellationToken,
+    /// The connection's write queue's count of unwritten bytes (the same atomic).
+    pub(crate) unwritten: Arc<AtomicUsize>,
 }
 
 /// The server's open connections, oldest first.
@@ -94,6 +96,7 @@ impl Connections {
         let handle = Arc::new(ConnHandle {
             calls: AtomicUsize::new(0),
             shed: CancellationToken::new(),
+            unwritten: Arc::default(),
         });
         self.lock().insert(id, Arc::clone(&handle));
         (id, handle)
@@ -101,6 +104,14 @@ impl Connections {
 
     pub(crate) fn close(&self, id: u64) {
         self.lock().remove(&id);
+    }
+
+    /// Bytes queued for peers and not yet written, over the open connections.
+    fn unwritten_bytes(&self) -> usize {
+        self.lock()
+            .values()
+            .map(|conn| conn.unwritten.load(Ordering::Relaxed))
+            .sum()
     }
 
     /// Marks the oldest connection with no call in flight (and not already

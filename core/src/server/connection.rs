@@ -267,10 +267,10 @@ pub(crate) async fn serve_connection<R, W>(
         }
     };
     let _counted = Counted::new(Arc::clone(&shared.stats));
-    let queue = Arc::new(WriteQueue::with_total(
+    let queue = Arc::new(WriteQueue::with_counter(
         FrameCodec::new(config.limits),
         config.write_backlog_max,
-        Some(Arc::clone(&shared.stats.unwritten_bytes)),
+        Arc::clone(&shared.handle.unwritten),
     ));
     let mut outbox = Outbox::new(conn.writer);
     let in_flight = Arc::new(InFlight {

@@ -28,8 +28,6 @@ use tower::Layer;
 pub use admission::ServerStats;
 pub use router::{Methods, Request, Response, Router, Service};
 
-use admission::Connections;
-
 use crate::conn::ReadBudget;
 use crate::protocol::{goaway_frame, FrameCodec, Limits};
 use crate::transport::Listener;
@@ -181,7 +179,6 @@ impl Server {
         let config = Arc::new(self.config);
         let stats = self.stats;
         let permits = Arc::new(Semaphore::new(config.max_connections));
-        let open = Arc::new(Connections::default());
         let read_budget = Arc::new(ReadBudget::new(
             config.partial_frames_budget_max,
             Arc::clone(&stats.inner.partial_frame_bytes),
@@ -208,7 +205,7 @@ impl Server {
                         Ok(permit) => connection::Admitted::Now(permit),
                         // At the limit: make room by shedding the oldest idle
                         // connection; the new one takes its slot once it closes.
-                        Err(_) if open.shed_oldest_idle() => {
+                        Err(_) if stats.inner.open.shed_oldest_idle() => {
                             stats.inner.connections_shed.fetch_add(1, Ordering::Relaxed);
                             tracing::info!(peer = %conn.peer, limit = config.max_connections, "at the connection limit: shedding the oldest idle connection");
                             connection::Admitted::After(Arc::clone(&permits))
@@ -220,8 +217,8 @@ impl Server {
                             continue;
                         }
                     };
-                    let (id, handle) = open.open();
-                    let open = Arc::clone(&open);
+                    let (id, handle) = stats.inner.open.open();
+                    let stats_inner = Arc::clone(&stats.inner);
                     let serve = connection::serve_connection(
                         conn,
                         self.service.clone(),
@@ -236,7 +233,7 @@ impl Server {
                     );
                     connections.spawn(async move {
                         serve.await;
-                        open.close(id);
+                        stats_inner.open.close(id);
                     });
                 }
             }
