@@ -18,8 +18,10 @@ use tokio_util::codec::Decoder;
 
 use crate::protocol::{Frame, FrameCodec, ProtocolError};
 
-/// The read buffer's first allocation, and the least room kept for a read.
+/// The read buffer's first allocation, and the most it grows by at once.
 const READ_CAPACITY_INITIAL: usize = 8 * 1024;
+/// The least room a read is given: fewer, larger reads.
+const READ_SPARE_MIN: usize = 4 * 1024;
 
 /// A budget, in bytes, for frames received in part (the memory of the read
 /// buffers holding them), shared by the connections of one server. Without it, each connection's bound multiplies by the number of
@@ -140,13 +142,11 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 Ok(None) => {}
                 Err(error) => return Some(Err(error)),
             }
-            // Room for at least one byte, so a read of 0 means the end of stream;
-            // `reserve` grows the buffer in proportion to what it holds.
-            if self.buf.capacity() == self.buf.len() {
-                let additional = match self.buf.len() {
-                    0 => READ_CAPACITY_INITIAL,
-                    len => len.min(READ_CAPACITY_INITIAL),
-                };
+            // Room for a worthwhile read (and at least one byte, so a read of 0
+            // means the end of stream). The buffer grows in proportion to what
+            // it holds, never by a declared length.
+            if self.buf.capacity() - self.buf.len() < READ_SPARE_MIN {
+                let additional = self.buf.len().clamp(READ_SPARE_MIN, READ_CAPACITY_INITIAL);
                 self.buf.reserve(additional);
             }
             match self.reader.read_buf(&mut self.buf).await {

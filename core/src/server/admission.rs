@@ -73,9 +73,11 @@ impl ServerStats {
 pub(crate) struct ConnHandle {
     /// Calls running on the connection now (0: idle, may be shed).
     pub(crate) calls: AtomicUsize,
-    /// Cancelled to shed the connection: it sends a goaway and closes once its
-    /// calls (if one slipped in) are done.
-    pub(crate) shed: CancellationToken,
+    /// Cancelled to drain the connection — by shutdown (it is a child of the
+    /// server's stop token) or to shed it: it sends a goaway and closes once its
+    /// calls (if any) are done. One token for both, so the connection's loop
+    /// polls one notifier rather than two.
+    pub(crate) drain: CancellationToken,
     /// The connection's write queue's count of unwritten bytes (the same atomic).
     pub(crate) unwritten: Arc<AtomicUsize>,
 }
@@ -90,12 +92,13 @@ pub(crate) struct Connections {
 }
 
 impl Connections {
-    /// Registers a new connection; returns its number and handle.
-    pub(crate) fn open(&self) -> (u64, Arc<ConnHandle>) {
+    /// Registers a new connection, drained when `stop` is cancelled; returns
+    /// its number and handle.
+    pub(crate) fn open(&self, stop: &CancellationToken) -> (u64, Arc<ConnHandle>) {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let handle = Arc::new(ConnHandle {
             calls: AtomicUsize::new(0),
-            shed: CancellationToken::new(),
+            drain: stop.child_token(),
             unwritten: Arc::default(),
         });
         self.lock().insert(id, Arc::clone(&handle));
@@ -120,10 +123,10 @@ impl Connections {
         let open = self.lock();
         let idle = open
             .values()
-            .find(|conn| !conn.shed.is_cancelled() && conn.calls.load(Ordering::Relaxed) == 0);
+            .find(|conn| !conn.drain.is_cancelled() && conn.calls.load(Ordering::Relaxed) == 0);
         match idle {
             Some(conn) => {
-                conn.shed.cancel();
+                conn.drain.cancel();
                 true
             }
             None => false,
@@ -142,19 +145,20 @@ mod tests {
     #[test]
     fn the_oldest_idle_connection_is_shed_first() {
         let conns = Connections::default();
-        let (_, oldest) = conns.open();
-        let (_, middle) = conns.open();
-        let (_, newest) = conns.open();
+        let stop = CancellationToken::new();
+        let (_, oldest) = conns.open(&stop);
+        let (_, middle) = conns.open(&stop);
+        let (_, newest) = conns.open(&stop);
         oldest.calls.store(1, Ordering::Relaxed);
         middle.calls.store(0, Ordering::Relaxed);
         assert!(conns.shed_oldest_idle());
         assert!(
-            !oldest.shed.is_cancelled(),
+            !oldest.drain.is_cancelled(),
             "a connection with a call is kept"
         );
-        assert!(middle.shed.is_cancelled());
+        assert!(middle.drain.is_cancelled());
         assert!(conns.shed_oldest_idle());
-        assert!(newest.shed.is_cancelled());
+        assert!(newest.drain.is_cancelled());
         assert!(!conns.shed_oldest_idle(), "nothing idle is left");
     }
 }

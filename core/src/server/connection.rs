@@ -18,7 +18,7 @@ use std::task::{Context as TaskContext, Poll, Waker};
 
 use futures_util::FutureExt;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use tower::{Service as _, ServiceExt as _};
@@ -243,7 +243,6 @@ pub(crate) async fn serve_connection<R, W>(
     conn: Connection<R, W>,
     service: BoxService,
     shared: Shared,
-    mut shutdown: watch::Receiver<bool>,
     admitted: Admitted,
 ) where
     R: AsyncRead + Send + Unpin + 'static,
@@ -298,28 +297,18 @@ pub(crate) async fn serve_connection<R, W>(
         draining: false,
         last_read: 0,
     };
-    if *shutdown.borrow() {
-        dispatcher.start_draining();
-    }
     let grace = tokio::time::sleep(config.shutdown_grace);
     tokio::pin!(grace);
     let check_interval = config.check_interval();
     let checks = tokio::time::sleep(check_interval);
     tokio::pin!(checks);
     let mut watchdog = Watchdog::new(Instant::now(), &config);
-    // Polled in place across loop turns: `changed()` made afresh each turn would
-    // register with (and unregister from) the channel's notifier every frame.
-    let shutdown_signal = async move {
-        loop {
-            if shutdown.changed().await.is_err() || *shutdown.borrow() {
-                return;
-            }
-        }
-    };
-    tokio::pin!(shutdown_signal);
-    let shed = shared.handle.shed.clone();
-    let shed_signal = shed.cancelled();
-    tokio::pin!(shed_signal);
+    // Shutdown or shedding. Polled in place across loop turns: a future made
+    // afresh each turn would register with (and unregister from) the token's
+    // notifier every read.
+    let drain = shared.handle.drain.clone();
+    let drain_signal = drain.cancelled();
+    tokio::pin!(drain_signal);
     // Fires when a spawned handler queues a reply while the outbox is idle.
     let replies_queued = queue.notified();
     tokio::pin!(replies_queued);
@@ -350,12 +339,8 @@ pub(crate) async fn serve_connection<R, W>(
             () = &mut replies_queued, if !outbox.has_chunk() => {
                 replies_queued.set(queue.notified());
             }
-            () = &mut shutdown_signal, if !dispatcher.draining => {
-                dispatcher.start_draining();
-                grace.as_mut().reset(Instant::now() + config.shutdown_grace);
-            }
-            () = &mut shed_signal, if !dispatcher.draining => {
-                tracing::debug!(%peer, "shedding idle connection to make room for a new one");
+            () = &mut drain_signal, if !dispatcher.draining => {
+                tracing::debug!(%peer, "draining connection (shutdown, or shed to make room)");
                 dispatcher.start_draining();
                 grace.as_mut().reset(Instant::now() + config.shutdown_grace);
             }

@@ -20,8 +20,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 use tower::util::BoxCloneService;
 use tower::Layer;
 
@@ -183,7 +184,9 @@ impl Server {
             config.partial_frames_budget_max,
             Arc::clone(&stats.inner.partial_frame_bytes),
         ));
-        let (stop_tx, stop_rx) = watch::channel(false);
+        // Cancelled to begin graceful shutdown; each connection's drain token is
+        // a child of it, so one token per connection serves shutdown and shedding.
+        let stop = CancellationToken::new();
         let mut connections = JoinSet::new();
         tokio::pin!(shutdown);
         loop {
@@ -217,7 +220,7 @@ impl Server {
                             continue;
                         }
                     };
-                    let (id, handle) = stats.inner.open.open();
+                    let (id, handle) = stats.inner.open.open(&stop);
                     let stats_inner = Arc::clone(&stats.inner);
                     let serve = connection::serve_connection(
                         conn,
@@ -228,7 +231,6 @@ impl Server {
                             read_budget: Arc::clone(&read_budget),
                             handle,
                         },
-                        stop_rx.clone(),
                         admitted,
                     );
                     connections.spawn(async move {
@@ -239,7 +241,7 @@ impl Server {
             }
         }
         drop(listener);
-        let _ = stop_tx.send(true);
+        stop.cancel();
         while connections.join_next().await.is_some() {}
         Ok(())
     }
