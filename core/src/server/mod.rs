@@ -180,6 +180,7 @@ impl Server {
         let config = Arc::new(self.config);
         let stats = self.stats;
         let permits = Arc::new(Semaphore::new(config.max_connections));
+        let refusals = Arc::new(Semaphore::new(REFUSALS_MAX));
         let read_budget = Arc::new(ReadBudget::new(
             config.partial_frames_budget_max,
             Arc::clone(&stats.inner.partial_frame_bytes),
@@ -216,7 +217,7 @@ impl Server {
                         Err(_) => {
                             stats.inner.connections_refused.fetch_add(1, Ordering::Relaxed);
                             tracing::warn!(peer = %conn.peer, limit = config.max_connections, "refusing connection: at the connection limit, none idle");
-                            refuse(conn, &config);
+                            refuse(conn, &config, &refusals);
                             continue;
                         }
                     };
@@ -247,22 +248,42 @@ impl Server {
     }
 }
 
+/// Most refusals being written at once; past it, a refused connection is
+/// closed without one (a connect flood must not buy a task per socket).
+const REFUSALS_MAX: usize = 64;
+/// How long a refusal may take to write.
+const REFUSAL_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// Refuses a connection at the limit: a goaway saying no request on it ran
 /// (last read id 0), so its client knows the calls it already wrote are safe
-/// to re-send, then close. Written only if the socket takes it at once (22
-/// bytes into a fresh socket always fit): the accept loop never waits on a peer.
-fn refuse<R, W: tokio::io::AsyncWrite + Unpin>(
-    mut conn: crate::transport::Connection<R, W>,
+/// to re-send, then close. Written on a task of its own, bounded in number and
+/// time: the accept loop never waits on a peer.
+fn refuse<R, W>(
+    conn: crate::transport::Connection<R, W>,
     config: &ServerConfig,
-) {
-    use futures_util::FutureExt;
+    refusals: &Arc<Semaphore>,
+) where
+    R: Send + 'static,
+    W: tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
     use tokio::io::AsyncWriteExt;
+    let Ok(permit) = Arc::clone(refusals).try_acquire_owned() else {
+        return;
+    };
     let mut bytes = bytes::BytesMut::new();
     if FrameCodec::new(config.limits)
         .encode_frame(&goaway_frame(0), &mut bytes)
-        .is_ok()
+        .is_err()
     {
-        let _ = conn.writer.write_all(&bytes).now_or_never();
-        let _ = conn.writer.shutdown().now_or_never();
+        return;
     }
+    tokio::spawn(async move {
+        let _permit = permit;
+        let mut conn = conn;
+        let write = async {
+            conn.writer.write_all(&bytes).await?;
+            conn.writer.shutdown().await
+        };
+        let _ = tokio::time::timeout(REFUSAL_TIMEOUT, write).await;
+    });
 }
