@@ -1,12 +1,15 @@
-//! The coalescing writer. Any task may queue a frame: it is encoded at once into a
-//! shared buffer (on the caller's task, so the writer task only does I/O). The
-//! writer task swaps the whole buffer out and writes it with one `write_all`, so
-//! a burst of N frames costs one syscall, not N.
+//! The outgoing queue and the write half. Any task may queue a frame: it is
+//! encoded at once into a shared buffer (on the caller's task, so the
+//! connection's task only does I/O) and counted against the queue's byte
+//! budget, whatever its kind — a reply, a refusal, a pong, a goaway.
 //!
-//! The writing can also be done by the task that reads the connection, through
-//! an [`Outbox`]: replies queued by handlers that ran inline on the reader's task
-//! are then written by that same task, with no hand-off to another task (which
-//! on a multi-threaded runtime is often a wake-up on another core).
+//! The task that reads the connection also writes it, through an [`Outbox`]: it
+//! swaps the whole buffer out and writes it in as few calls as the stream
+//! takes, so a burst of N frames costs one syscall, not N, and replies queued by
+//! handlers that ran inline on that task are written with no hand-off to
+//! another task (on a multi-threaded runtime, often a wake-up on another core).
+//! Bytes count against the budget until they are written to the stream, not
+//! merely taken from the queue.
 
 use std::future::poll_fn;
 use std::pin::Pin;
