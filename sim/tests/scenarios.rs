@@ -183,4 +183,5 @@ scenarios! {
     a_spent_deadline_stops_the_second_hop => "deadline-two-hop.toml",
     servers_re_register_after_the_registry_restarts => "registry-restart.toml",
     an_overloaded_server_slows_sheds_and_fails_with_its_own_codes => "overload.toml",
+    a_forwarding_hop_with_its_own_retries_hides_a_backend_crash => "forward-failover.toml",
 }

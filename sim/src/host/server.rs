@@ -38,12 +38,13 @@ pub fn registry_addr() -> String {
     format!("{}:{SERVER_PORT}", crate::scenario::REGISTRY_HOST)
 }
 
-/// Channel settings for control-plane connections (registry) inside the simulation.
-pub fn control_channel() -> ChannelConfig {
+/// Channel settings for control-plane connections (registry) inside the
+/// simulation: the scenario's `[registry.connection]`.
+pub fn control_channel(registry: &RegistryConfig) -> ChannelConfig {
     ChannelConfig {
-        connect_timeout: Duration::from_millis(500),
-        keepalive_interval: Duration::from_secs(1),
-        keepalive_timeout: Duration::from_secs(1),
+        connect_timeout: registry.connection.connect_timeout,
+        keepalive_interval: registry.connection.keepalive_interval,
+        keepalive_timeout: registry.connection.keepalive_timeout,
         ..ChannelConfig::default()
     }
 }
@@ -329,7 +330,12 @@ impl<C: Caller> Caller for Hop<C> {
 /// Registers this server with the registry, if there is one.
 fn register(state: &ServerState, transport: &SimTransport) -> Option<Registrar> {
     let config = state.registry.as_ref()?;
-    let pool = Pool::new(transport.clone(), &registry_addr(), control_channel(), 1);
+    let pool = Pool::new(
+        transport.clone(),
+        &registry_addr(),
+        control_channel(config),
+        1,
+    );
     let remote = RemoteRegistry::with_config(
         pool,
         RemoteRegistryConfig {

@@ -51,6 +51,8 @@ pub(crate) struct RawRegistry {
     pub(crate) ttl: Option<Spanned<DurationText>>,
     pub(crate) heartbeat: Option<Spanned<DurationText>>,
     pub(crate) watch_timeout: Option<Spanned<DurationText>>,
+    pub(crate) call_timeout: Option<Spanned<DurationText>>,
+    pub(crate) connection: Option<RawConnection>,
 }
 
 /// `[[servers]]`.
@@ -67,6 +69,8 @@ pub(crate) struct RawServerGroup {
     pub(crate) forward_to: Option<Spanned<Vec<Spanned<String>>>>,
     pub(crate) forward_method: Option<Spanned<String>>,
     pub(crate) forward_timeout: Option<Spanned<DurationText>>,
+    pub(crate) forward_connection: Option<Spanned<RawConnection>>,
+    pub(crate) forward_retry: Option<Spanned<RawRetry>>,
     pub(crate) code: Option<Spanned<String>>,
     pub(crate) error_code: Option<Spanned<String>>,
     pub(crate) concurrency_limit: Option<Spanned<i64>>,

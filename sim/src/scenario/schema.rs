@@ -94,7 +94,7 @@ impl Scenario {
 pub const REGISTRY_HOST: &str = "registry";
 
 /// `[registry]`: the registry service the harness runs on [`REGISTRY_HOST`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct RegistryConfig {
     /// Lease time-to-live: an instance whose heartbeats stop is evicted this long
     /// after its last renewal. Default 3s. At most 60s.
@@ -106,6 +106,12 @@ pub struct RegistryConfig {
     /// again: bounds how stale a client's view is after a lost notification.
     /// Default 2s. At most 60s.
     pub watch_timeout: Duration,
+    /// How long a client's (and a server's registrar's) registry call may take
+    /// before it is retried with backoff (key `call_timeout`, default 1s).
+    pub call_timeout: Duration,
+    /// The registry clients' connection settings (table
+    /// `[registry.connection]`; default connect 500ms, keepalive 1s + 1s).
+    pub connection: ConnectionConfig,
 }
 
 /// Network-wide link defaults (turmoil's builder settings).
@@ -176,7 +182,7 @@ pub struct ServerGroup {
 
 /// A server handler's onward call: static endpoints, round robin, no retry, the
 /// inherited deadline (capped by `timeout` when set).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Forward {
     /// Server hosts called (groups expanded, duplicates removed, file order;
     /// never empty, never the forwarding group's own hosts, no cycles).
@@ -187,6 +193,12 @@ pub struct Forward {
     /// deadline inherited from the incoming call bounds it. Added beyond the
     /// contract because the key was asked for and `Forward` had no field for it.
     pub timeout: Option<Duration>,
+    /// The hop's connection settings (table `forward_connection`, keys as
+    /// `[clients.connection]`; default 1s each).
+    pub connection: ConnectionConfig,
+    /// The hop's retries (table `forward_retry`, keys as `[clients.retry]`;
+    /// default 1 attempt). More than one attempt fails over to another target.
+    pub retry: squall::RetryPolicy,
 }
 
 /// One server host and how its handler behaves at the start of the run.

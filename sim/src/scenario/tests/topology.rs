@@ -111,6 +111,12 @@ fn registry_and_discovery_get_documented_defaults() {
             ttl: Duration::from_secs(3),
             heartbeat: Duration::from_secs(1),
             watch_timeout: Duration::from_secs(2),
+            call_timeout: Duration::from_secs(1),
+            connection: ConnectionConfig {
+                connect_timeout: Duration::from_millis(500),
+                keepalive_interval: Duration::from_secs(1),
+                keepalive_timeout: Duration::from_secs(1),
+            },
         })
     );
     assert_eq!(s.servers[0].service, "echo");
@@ -182,6 +188,15 @@ fn forwarding_targets_must_exist_and_must_not_loop() {
             targets: vec!["backend-1".into()],
             method: "Echo.Echo".into(),
             timeout: Some(Duration::from_millis(300)),
+            connection: ConnectionConfig {
+                connect_timeout: Duration::from_secs(1),
+                keepalive_interval: Duration::from_secs(1),
+                keepalive_timeout: Duration::from_secs(1),
+            },
+            retry: squall::RetryPolicy {
+                max_attempts: 1,
+                ..squall::RetryPolicy::default()
+            },
         })
     );
 }

@@ -11,13 +11,12 @@ use toml::Spanned;
 
 use crate::scenario::duration::format_duration;
 use crate::scenario::error::{did_you_mean_or_list, Locator, ScenarioError};
-use crate::scenario::raw::{RawClientGroup, RawConnection};
-use crate::scenario::schema::{
-    CallConfig, ClientGroup, ConnectionConfig, Load, MethodWeight, ServerGroup, Workload,
-};
+use crate::scenario::raw::RawClientGroup;
+use crate::scenario::schema::{CallConfig, ClientGroup, Load, MethodWeight, ServerGroup, Workload};
 
 use super::fields::{
-    check_service_text, codec, integer, method_name, positive_duration, user_code, WEIGHT_MAX,
+    check_connection, check_service_text, codec, integer, method_name, positive_duration,
+    user_code, WEIGHT_MAX,
 };
 use super::names::{Names, Role};
 use super::resilience;
@@ -361,35 +360,4 @@ fn check_mix(loc: &Locator<'_>, raw: &RawClientGroup) -> Result<Vec<MethodWeight
             Ok(out)
         }
     }
-}
-
-/// `[clients.connection]` with defaults 1s / 1s / 1s.
-fn check_connection(
-    loc: &Locator<'_>,
-    raw: Option<&RawConnection>,
-) -> Result<ConnectionConfig, ScenarioError> {
-    let second = Duration::from_secs(1);
-    let Some(raw) = raw else {
-        return Ok(ConnectionConfig {
-            connect_timeout: second,
-            keepalive_interval: second,
-            keepalive_timeout: second,
-        });
-    };
-    Ok(ConnectionConfig {
-        connect_timeout: positive_duration(loc, raw.connect_timeout.as_ref(), "connect_timeout")?
-            .unwrap_or(second),
-        keepalive_interval: positive_duration(
-            loc,
-            raw.keepalive_interval.as_ref(),
-            "keepalive_interval",
-        )?
-        .unwrap_or(second),
-        keepalive_timeout: positive_duration(
-            loc,
-            raw.keepalive_timeout.as_ref(),
-            "keepalive_timeout",
-        )?
-        .unwrap_or(second),
-    })
 }

@@ -10,7 +10,8 @@ use toml::Spanned;
 
 use crate::scenario::duration::{format_duration, DurationText, LatencySpec, DURATION_MAX};
 use crate::scenario::error::{did_you_mean_or_list, Locator, ScenarioError};
-use crate::scenario::schema::LatencyRange;
+use crate::scenario::raw::RawConnection;
+use crate::scenario::schema::{ConnectionConfig, LatencyRange};
 
 /// Most hosts a group may have: more is a typo, and turmoil steps every host every tick.
 pub const REPLICAS_MAX: i64 = 100;
@@ -186,4 +187,35 @@ pub(crate) fn positive_duration(
         ));
     }
     Ok(Some(value))
+}
+
+/// `[clients.connection]` with defaults 1s / 1s / 1s.
+pub(super) fn check_connection(
+    loc: &Locator<'_>,
+    raw: Option<&RawConnection>,
+) -> Result<ConnectionConfig, ScenarioError> {
+    let second = Duration::from_secs(1);
+    let Some(raw) = raw else {
+        return Ok(ConnectionConfig {
+            connect_timeout: second,
+            keepalive_interval: second,
+            keepalive_timeout: second,
+        });
+    };
+    Ok(ConnectionConfig {
+        connect_timeout: positive_duration(loc, raw.connect_timeout.as_ref(), "connect_timeout")?
+            .unwrap_or(second),
+        keepalive_interval: positive_duration(
+            loc,
+            raw.keepalive_interval.as_ref(),
+            "keepalive_interval",
+        )?
+        .unwrap_or(second),
+        keepalive_timeout: positive_duration(
+            loc,
+            raw.keepalive_timeout.as_ref(),
+            "keepalive_timeout",
+        )?
+        .unwrap_or(second),
+    })
 }

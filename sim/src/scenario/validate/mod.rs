@@ -274,10 +274,22 @@ fn check_registry(
             Some("every lease would lapse between renewals; use heartbeat = ttl / 3".into()),
         ));
     }
+    let call_timeout =
+        bounded(table.call_timeout.as_ref(), "call_timeout")?.unwrap_or(Duration::from_secs(1));
+    let connection = match &table.connection {
+        Some(raw) => fields::check_connection(loc, Some(raw))?,
+        None => crate::scenario::ConnectionConfig {
+            connect_timeout: Duration::from_millis(500),
+            keepalive_interval: Duration::from_secs(1),
+            keepalive_timeout: Duration::from_secs(1),
+        },
+    };
     Ok(Some(RegistryConfig {
         ttl,
         heartbeat,
         watch_timeout,
+        call_timeout,
+        connection,
     }))
 }
 

@@ -11,8 +11,8 @@ use crate::scenario::raw::RawServerGroup;
 use crate::scenario::schema::{Behaviour, Forward, LatencyRange, ServerGroup, ServerHost};
 
 use super::fields::{
-    check_service_text, fraction, integer, latency, method_name, positive_duration, user_code,
-    WEIGHT_MAX,
+    check_connection, check_service_text, fraction, integer, latency, method_name,
+    positive_duration, user_code, WEIGHT_MAX,
 };
 use super::names::{Names, Role};
 
@@ -201,6 +201,14 @@ fn check_forward(
                 "forward_timeout",
                 raw.forward_timeout.as_ref().map(Spanned::span),
             ),
+            (
+                "forward_connection",
+                raw.forward_connection.as_ref().map(Spanned::span),
+            ),
+            (
+                "forward_retry",
+                raw.forward_retry.as_ref().map(Spanned::span),
+            ),
         ];
         if let Some((key, Some(span))) = stray.into_iter().find(|(_, s)| s.is_some()) {
             return Err(loc.at(
@@ -244,10 +252,19 @@ fn check_forward(
         Some(m) => method_name(loc, m)?,
         None => "Echo.Echo".into(),
     };
+    let retry = match &raw.forward_retry {
+        Some(table) => super::retry::check_retry(loc, table)?,
+        None => squall::RetryPolicy {
+            max_attempts: 1,
+            ..squall::RetryPolicy::default()
+        },
+    };
     Ok(Some(Forward {
         targets,
         method,
         timeout: positive_duration(loc, raw.forward_timeout.as_ref(), "forward_timeout")?,
+        connection: check_connection(loc, raw.forward_connection.as_ref().map(Spanned::get_ref))?,
+        retry,
     }))
 }
 
