@@ -13,13 +13,13 @@ use std::time::Duration;
 
 use squall::client::{Caller, OutgoingRequest, Reply};
 use squall::discovery::{DiscoveryEvent, DiscoveryObserver};
-use squall::registry::{RemoteRegistry, RemoteRegistryConfig, ResolverConfig};
+use squall::registry::ResolverConfig;
 use squall::{
-    ChannelConfig, Client, Endpoint, Pool, Resolver, SeedSource, ServiceClient,
-    ServiceClientConfig, Status,
+    ChannelConfig, Client, Endpoint, Resolver, SeedSource, ServiceClient, ServiceClientConfig,
+    Status,
 };
 
-use super::server::{control_backoff, control_channel, registry_addr};
+use super::server::{control_backoff, remote_registry};
 use super::{CALL_KEY, CLIENT_KEY, HASH_KEY};
 use crate::env::{ClientEnv, Store};
 use crate::net::{host_of, SimTransport, SERVER_PORT};
@@ -293,19 +293,7 @@ fn service_client(
     };
     match (&group.service, registry) {
         (Some(service), Some(registry)) => {
-            let pool = Pool::new(
-                transport.clone(),
-                &registry_addr(),
-                control_channel(registry),
-                1,
-            );
-            let remote = RemoteRegistry::with_config(
-                pool,
-                RemoteRegistryConfig {
-                    call_timeout: registry.call_timeout,
-                    watch_wait: registry.watch_timeout,
-                },
-            );
+            let remote = remote_registry(&transport, registry, registry.call_timeout);
             let resolver = Resolver::spawn(
                 Arc::new(remote),
                 service.clone(),

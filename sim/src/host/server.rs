@@ -49,6 +49,28 @@ pub fn control_channel(registry: &RegistryConfig) -> ChannelConfig {
     }
 }
 
+/// A client of the registry host from `transport`'s host, with the
+/// scenario's registry connection settings and `call_timeout` per call.
+pub(crate) fn remote_registry(
+    transport: &SimTransport,
+    registry: &RegistryConfig,
+    call_timeout: Duration,
+) -> RemoteRegistry<Pool<SimTransport>> {
+    let pool = Pool::new(
+        transport.clone(),
+        &registry_addr(),
+        control_channel(registry),
+        1,
+    );
+    RemoteRegistry::with_config(
+        pool,
+        RemoteRegistryConfig {
+            call_timeout,
+            watch_wait: registry.watch_timeout,
+        },
+    )
+}
+
 /// Retry pacing for registry calls inside the simulation: 100ms doubling to a
 /// 1s cap, jittered, so a healed registry is found again within about a second.
 pub fn control_backoff(rng: squall::rng::Rng) -> Backoff {
@@ -330,19 +352,8 @@ impl<C: Caller> Caller for Hop<C> {
 /// Registers this server with the registry, if there is one.
 fn register(state: &ServerState, transport: &SimTransport) -> Option<Registrar> {
     let config = state.registry.as_ref()?;
-    let pool = Pool::new(
-        transport.clone(),
-        &registry_addr(),
-        control_channel(config),
-        1,
-    );
-    let remote = RemoteRegistry::with_config(
-        pool,
-        RemoteRegistryConfig {
-            call_timeout: config.heartbeat,
-            watch_wait: config.watch_timeout,
-        },
-    );
+    // Renewals are bounded by the heartbeat: a slower one is as good as lost.
+    let remote = remote_registry(transport, config, config.heartbeat);
     let instance = Instance::new(
         state.service.clone(),
         format!("{}:{SERVER_PORT}", state.name),
