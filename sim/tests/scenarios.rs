@@ -158,4 +158,5 @@ scenarios! {
     the_breaker_does_not_flap_on_a_flapping_link => "flapping.toml",
     a_spent_deadline_stops_the_second_hop => "deadline-two-hop.toml",
     servers_re_register_after_the_registry_restarts => "registry-restart.toml",
+    a_call_that_ran_then_lost_its_reply_still_reports_may_have_executed => "lost-reply-then-deadline.toml",
 }
