@@ -127,10 +127,11 @@ struct Transition<'t> {
 }
 
 /// The handler runs one server made for one call: `server.executed` count and
-/// the `server.done` times.
+/// times, and the `server.done` times.
 #[derive(Debug, Default)]
 struct Runs {
     executed: u32,
+    executed_at: Vec<Duration>,
     done: Vec<Duration>,
 }
 
@@ -160,6 +161,8 @@ struct Index<'t> {
     transitions: Vec<Transition<'t>>,
     /// Client host → its group's overall call timeout (from the scenario).
     timeouts: BTreeMap<String, Duration>,
+    /// Server host → when the harness crashed it (`host.crash`), in order.
+    crashes: BTreeMap<&'t str, Vec<Duration>>,
     /// Every event, for the `event` kind.
     events: &'t [crate::trace::Event],
 }
@@ -221,11 +224,11 @@ impl<'t> Index<'t> {
         match kind {
             EventKind::Executed { client, call, .. } => {
                 *self.executions.entry((client.as_str(), *call)).or_default() += 1;
-                self.runs
-                    .entry((host, client.as_str(), *call))
-                    .or_default()
-                    .executed += 1;
+                let runs = self.runs.entry((host, client.as_str(), *call)).or_default();
+                runs.executed += 1;
+                runs.executed_at.push(at);
             }
+            EventKind::Crashed => self.crashes.entry(host).or_default().push(at),
             EventKind::HandlerDone { client, call, .. } => {
                 self.runs
                     .entry((host, client.as_str(), *call))

@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use sim::scenario::format_duration;
-use sim::{run, RunOutcome, Scenario};
+use sim::testing::{ExploreReport, SeedFailure};
+use sim::{run, RunOutcome, Scenario, Shard};
 
 /// `println!` that ends the program quietly when stdout is closed (`sim replay | head`)
 /// instead of panicking on the broken pipe.
@@ -34,7 +35,11 @@ macro_rules! out {
 #[command(
     name = "sim",
     version,
-    about = "Squall's deterministic simulation harness"
+    about = "Squall's deterministic simulation harness",
+    after_help = "These commands run the built-in echo server and workload. Scenarios with \
+code = \"user\" groups run your own code: run them from the test that plugs it in \
+(cargo test -p your-crate; SQUALL_SEED=N replays, SQUALL_EXPLORE=N explores, \
+SQUALL_SHARD=K/N shards). See docs/TESTING.md."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -55,6 +60,27 @@ enum Command {
     },
     /// Run one scenario at many seeds on every core; list the failing seeds.
     Explore(ExploreArgs),
+    /// Write one run's timeline as a self-contained HTML page.
+    Report {
+        /// The scenario file.
+        file: PathBuf,
+        /// The seed (default: the scenario's first pinned seed).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// The page to write.
+        #[arg(short, long, default_value = "run.html")]
+        output: PathBuf,
+    },
+    /// Search for a smaller scenario that still fails the same expectation
+    /// (fewer faults, replicas, clients; shorter; lighter) and write it.
+    Shrink(ShrinkArgs),
+    /// Merge the `explore --json` reports of the shards of one exploration;
+    /// exits 1 if a seed failed or a shard is missing.
+    Merge {
+        /// Report files (one JSON report each).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -93,7 +119,7 @@ struct ReplayArgs {
     #[arg(long)]
     host: Vec<String>,
     /// Only events of these kinds: call.start, call.attempt, call.end,
-    /// server.executed, conn.open, conn.failed, fault, breaker, registry,
+    /// server.executed, server.done, host.crash, conn.open, conn.failed, fault, breaker, registry,
     /// endpoints, note (repeatable; a prefix such as `call` matches all `call.*`).
     #[arg(long)]
     kind: Vec<String>,
@@ -115,9 +141,33 @@ struct ExploreArgs {
     /// Worker threads (default: every core).
     #[arg(long)]
     threads: Option<usize>,
-    /// Machine-readable output.
+    /// Run only shard K of N of the seeds (`2/4`: the 2nd, 6th, 10th, …), so
+    /// N processes or machines share one exploration; `sim merge` joins their
+    /// `--json` reports.
+    #[arg(long, value_parser = Shard::parse, default_value = "1/1")]
+    shard: Shard,
+    /// Machine-readable output (one JSON report; `sim merge` reads these).
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Args, Debug)]
+struct ShrinkArgs {
+    /// The failing scenario file.
+    file: PathBuf,
+    /// The seed it fails at.
+    #[arg(long)]
+    seed: u64,
+    /// The expectation (verdict name) that must keep failing (default: the
+    /// first failing one).
+    #[arg(long)]
+    expect: Option<String>,
+    /// Where to write the shrunk scenario (default: FILE with `.shrunk.toml`).
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    /// Most simulation runs to spend.
+    #[arg(long, default_value_t = 400)]
+    runs_max: u64,
 }
 
 fn parse_range(text: &str) -> Result<(u64, u64), String> {
@@ -150,6 +200,9 @@ fn main() -> ExitCode {
         Command::Replay(args) => cmd_replay(args),
         Command::Check { files } => cmd_check(files),
         Command::Explore(args) => cmd_explore(args),
+        Command::Merge { files } => cmd_merge(files),
+        Command::Shrink(args) => cmd_shrink(args),
+        Command::Report { file, seed, output } => cmd_report(file, seed, output),
     };
     match result {
         Ok(code) => code,
@@ -231,6 +284,9 @@ fn print_verdicts(file: &str, outcome: &RunOutcome, wall: Duration) {
         wall.as_secs_f64(),
         outcome.simulated.as_secs_f64() / wall.as_secs_f64().max(1e-9),
     );
+    for line in &outcome.under_test {
+        out!("  under test: {line}");
+    }
     let name_width = outcome
         .verdicts
         .iter()
@@ -277,6 +333,7 @@ fn run_json(file: &str, outcome: &RunOutcome, wall: Duration) -> serde_json::Val
         "scenario": outcome.scenario,
         "seed": outcome.seed,
         "passed": outcome.passed(),
+        "under_test": outcome.under_test,
         "trace_hash": outcome.hash(),
         "events": outcome.trace.events.len(),
         "steps": outcome.steps,
@@ -361,10 +418,11 @@ fn cmd_explore(args: ExploreArgs) -> Result<ExitCode, String> {
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .clamp(1, 64);
-    let next = AtomicU64::new(args.start);
     let end = args.start.saturating_add(args.seeds);
+    let seeds: Vec<u64> = args.shard.seeds(args.start..end).collect();
+    let next = AtomicU64::new(0);
     let failures = Mutex::new(Vec::new());
-    let progress = indicatif::ProgressBar::new(args.seeds);
+    let progress = indicatif::ProgressBar::new(seeds.len() as u64);
     if args.json {
         progress.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
@@ -381,22 +439,23 @@ fn cmd_explore(args: ExploreArgs) -> Result<ExitCode, String> {
     std::thread::scope(|scope| {
         for _ in 0..threads {
             scope.spawn(|| loop {
-                let seed = next.fetch_add(1, Ordering::Relaxed);
-                if seed >= end {
-                    break;
-                }
+                let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                let Some(&seed) = seeds.get(i) else { break };
                 let result = match run(&scenario, seed) {
                     Ok(outcome) if outcome.passed() => None,
-                    Ok(outcome) => Some((
+                    Ok(outcome) => Some(SeedFailure {
                         seed,
-                        outcome
+                        failed: outcome
                             .verdicts
                             .iter()
                             .filter(|v| !v.pass)
                             .map(|v| v.to_string())
                             .collect::<Vec<_>>(),
-                    )),
-                    Err(error) => Some((seed, vec![error.to_string()])),
+                    }),
+                    Err(error) => Some(SeedFailure {
+                        seed,
+                        failed: vec![error.to_string()],
+                    }),
                 };
                 if let Some(failure) = result {
                     let mut failures = failures.lock().unwrap_or_else(|p| p.into_inner());
@@ -409,34 +468,142 @@ fn cmd_explore(args: ExploreArgs) -> Result<ExitCode, String> {
     });
     progress.finish_and_clear();
     let wall = start.elapsed();
-    let mut failures = failures.into_inner().unwrap_or_else(|p| p.into_inner());
-    failures.sort();
-    let per_minute = args.seeds as f64 / wall.as_secs_f64().max(1e-9) * 60.0;
+    let mut failing = failures.into_inner().unwrap_or_else(|p| p.into_inner());
+    failing.sort();
+    let report = ExploreReport {
+        scenario: scenario.name.clone(),
+        start: args.start,
+        end,
+        shards: vec![args.shard],
+        runs: seeds.len() as u64,
+        failing,
+    };
+    let per_minute = report.runs as f64 / wall.as_secs_f64().max(1e-9) * 60.0;
     if args.json {
-        let json = serde_json::json!({
-            "file": file, "scenario": scenario.name, "seeds": args.seeds, "threads": threads,
-            "wall_s": wall.as_secs_f64(), "seeds_per_minute": per_minute,
-            "failing": failures.iter().map(|(seed, why)| serde_json::json!({
-                "seed": seed, "failed": why, "replay": replay_command(&file, *seed)
-            })).collect::<Vec<_>>(),
-        });
+        let mut json = serde_json::to_value(&report).map_err(|e| e.to_string())?;
+        json["file"] = serde_json::json!(file);
+        json["threads"] = serde_json::json!(threads);
+        json["wall_s"] = serde_json::json!(wall.as_secs_f64());
+        json["seeds_per_minute"] = serde_json::json!(per_minute);
+        json["replay"] = report
+            .failing
+            .iter()
+            .map(|f| serde_json::json!(replay_command(&file, f.seed)))
+            .collect();
         out!("{json}");
     } else {
         out!(
-            "{}: {} seeds on {threads} threads in {:.1}s ({per_minute:.0} seeds/min); {} failing",
+            "{}: {} seeds (shard {}/{}) on {threads} threads in {:.1}s ({per_minute:.0} seeds/min); {} failing",
             scenario.name,
-            args.seeds,
+            report.runs,
+            args.shard.index,
+            args.shard.count,
             wall.as_secs_f64(),
-            failures.len()
+            report.failing.len()
         );
-        for (seed, why) in &failures {
-            out!("  seed {seed}: {}", why.join("; "));
-            out!("    replay: {}", replay_command(&file, *seed));
-        }
+        print_failures(&file, &report);
     }
-    Ok(if failures.is_empty() {
+    Ok(if report.failing.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+fn print_failures(file: &str, report: &ExploreReport) {
+    for failure in &report.failing {
+        out!("  seed {}: {}", failure.seed, failure.failed.join("; "));
+        out!("    replay: {}", replay_command(file, failure.seed));
+    }
+}
+
+fn cmd_merge(files: Vec<PathBuf>) -> Result<ExitCode, String> {
+    let mut reports = Vec::new();
+    let mut file = String::new();
+    for path in &files {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+        let json: serde_json::Value = serde_json::from_str(text.trim())
+            .map_err(|e| format!("{}: not an `explore --json` report: {e}", path.display()))?;
+        if let Some(f) = json["file"].as_str() {
+            file = f.to_owned();
+        }
+        let report: ExploreReport = serde_json::from_value(json)
+            .map_err(|e| format!("{}: not an `explore --json` report: {e}", path.display()))?;
+        reports.push(report);
+    }
+    let merged = ExploreReport::merge(reports)?;
+    let complete = merged.is_complete();
+    out!(
+        "{}: seeds {}..{}, {} of {} shards, {} runs; {} failing{}",
+        merged.scenario,
+        merged.start,
+        merged.end,
+        merged.shards.len(),
+        merged.shards.first().map_or(0, |s| s.count),
+        merged.runs,
+        merged.failing.len(),
+        if complete {
+            ""
+        } else {
+            " (INCOMPLETE: shards missing)"
+        }
+    );
+    print_failures(&file, &merged);
+    Ok(if merged.failing.is_empty() && complete {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn cmd_shrink(args: ShrinkArgs) -> Result<ExitCode, String> {
+    let file = args.file.display().to_string();
+    let text = std::fs::read_to_string(&args.file).map_err(|e| format!("{file}: {e}"))?;
+    let options = sim::shrink::ShrinkOptions {
+        seed: args.seed,
+        expect: args.expect,
+        runs_max: args.runs_max.clamp(1, 100_000),
+        ..sim::shrink::ShrinkOptions::default()
+    };
+    let mut kept = 0;
+    let shrunk = sim::shrink::shrink(&text, &file, &options, &sim::Simulation::new, &mut |step| {
+        kept += 1;
+        out!("  kept {kept}: {step}");
+    })?;
+    let output = args
+        .output
+        .unwrap_or_else(|| args.file.with_extension("shrunk.toml"));
+    std::fs::write(&output, &shrunk.text).map_err(|e| format!("{}: {e}", output.display()))?;
+    out!(
+        "{}: still fails {:?} at seed {} after {} edits ({} runs); wrote {}",
+        file,
+        shrunk.expect,
+        shrunk.seed,
+        shrunk.steps.len(),
+        shrunk.runs,
+        output.display()
+    );
+    out!(
+        "  replay: cargo run -p sim -- run {} --seed {}",
+        output.display(),
+        shrunk.seed
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_report(file: PathBuf, seed: Option<u64>, output: PathBuf) -> Result<ExitCode, String> {
+    let scenario = load(&file)?;
+    let seed = seed.unwrap_or_else(|| scenario.default_seed());
+    let outcome = run(&scenario, seed).map_err(|e| e.to_string())?;
+    let page = sim::report::html(&scenario, &outcome);
+    std::fs::write(&output, page).map_err(|e| format!("{}: {e}", output.display()))?;
+    out!(
+        "{} {} seed={seed} trace={}: wrote {}",
+        if outcome.passed() { "PASS" } else { "FAIL" },
+        outcome.scenario,
+        outcome.hash(),
+        output.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }

@@ -187,6 +187,33 @@ pub fn host_of(addr: &str) -> &str {
     addr.rsplit_once(':').map_or(addr, |(host, _)| host)
 }
 
+/// Records `conn.failed … reason="TimedOut …"` for a connect dropped before
+/// it resolved (the caller's connect timeout fired).
+struct AbandonedConnect<'a> {
+    recorder: &'a Recorder,
+    host: &'a str,
+    /// `Some` while the connect is pending.
+    peer: Option<String>,
+}
+
+impl Drop for AbandonedConnect<'_> {
+    fn drop(&mut self) {
+        if let Some(peer) = self.peer.take() {
+            // Inside a host only: a crash drops pending connects from outside
+            // the simulation, which is not a connect timeout.
+            if turmoil::sim_elapsed().is_some() {
+                self.recorder.record(
+                    self.host,
+                    EventKind::ConnectFailed {
+                        peer,
+                        reason: "TimedOut (the caller gave up waiting for the connect)".to_owned(),
+                    },
+                );
+            }
+        }
+    }
+}
+
 /// A bound simulated listener.
 pub struct SimListener {
     /// turmoil's listener.
@@ -218,7 +245,17 @@ impl Transport for SimTransport {
 
     async fn connect(&self, addr: &str) -> io::Result<Connection<SimReader, SimWriter>> {
         let peer = host_of(addr).to_owned();
-        match turmoil::net::TcpStream::connect(addr).await {
+        // A connect the caller gives up on (its connect timeout; turmoil's
+        // connects hang under `hold` or to a crashed host) is dropped before
+        // it resolves: the guard records it, so timeouts are traced too.
+        let mut abandoned = AbandonedConnect {
+            recorder: &self.recorder,
+            host: &self.host,
+            peer: Some(peer.clone()),
+        };
+        let result = turmoil::net::TcpStream::connect(addr).await;
+        abandoned.peer = None;
+        match result {
             Ok(stream) => {
                 self.recorder
                     .record(&self.host, EventKind::Connected { peer });

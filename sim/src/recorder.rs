@@ -79,6 +79,12 @@ impl Recorder {
         self.lock().is_empty()
     }
 
+    /// Calls `f` with the events so far, without copying them. `f` must not
+    /// record (the log is locked while it runs).
+    pub fn with_events<R>(&self, f: impl FnOnce(&[Event]) -> R) -> R {
+        f(&self.lock())
+    }
+
     /// The trace so far.
     pub fn snapshot(&self) -> Trace {
         Trace {

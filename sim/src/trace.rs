@@ -120,10 +120,24 @@ pub enum EventKind {
         /// The new set, sorted.
         endpoints: Vec<String>,
     },
+    /// The harness crashed this host (the event's host): every handler it
+    /// was running ended here, without a `server.done`.
+    Crashed,
     /// Free-form note from the harness (run start/end, seed).
     Note {
         /// The text.
         text: String,
+    },
+    /// An event a user's handler, workload or invariant recorded through a
+    /// [`Tracer`](crate::Tracer): its text form is `kind key=value …`, so
+    /// `replay --kind`, the `event` expectation and the trace hash see it like
+    /// any built-in event.
+    User {
+        /// Dotted kind chosen by the user (`kv.read`); never a built-in kind's prefix.
+        kind: String,
+        /// Key/value fields in the order given; values are quoted when they
+        /// contain spaces, `=` or quotes, so the text form stays parseable.
+        fields: Vec<(String, String)>,
     },
 }
 
@@ -168,14 +182,26 @@ impl fmt::Display for EventKind {
                 write!(f, "registry.{action} instance={instance}")
             }
             EventKind::Endpoints { endpoints } => write!(f, "endpoints set=[{}]", endpoints.join(",")),
+            EventKind::Crashed => f.write_str("host.crash"),
             EventKind::Note { text } => write!(f, "note {text}"),
+            EventKind::User { kind, fields } => {
+                f.write_str(kind)?;
+                for (key, value) in fields {
+                    if value.is_empty() || value.contains([' ', '=', '"', '\n', '\t']) {
+                        write!(f, " {key}={value:?}")?;
+                    } else {
+                        write!(f, " {key}={value}")?;
+                    }
+                }
+                Ok(())
+            }
         }
     }
 }
 
 impl EventKind {
     /// The event's kind name as used by `sim replay --kind` (`call.end`, `fault`, …).
-    pub fn name(&self) -> &'static str {
+    pub fn name(&self) -> &str {
         match self {
             EventKind::CallStart { .. } => "call.start",
             EventKind::Attempt { .. } => "call.attempt",
@@ -189,7 +215,9 @@ impl EventKind {
             EventKind::Breaker { .. } => "breaker",
             EventKind::Registry { .. } => "registry",
             EventKind::Endpoints { .. } => "endpoints",
+            EventKind::Crashed => "host.crash",
             EventKind::Note { .. } => "note",
+            EventKind::User { kind, .. } => kind,
         }
     }
 }

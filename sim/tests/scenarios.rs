@@ -106,6 +106,27 @@ fn runs_on_parallel_threads_replay_exactly_as_sequential_runs() {
     }
 }
 
+/// Scenarios whose groups say `code = "user"` run the user's code, plugged in
+/// by the crate that owns it; the echo-only harness must refuse them before
+/// the run (a scenario about a user's service must not pass on the echo).
+const USER_CODE_SCENARIOS: [(&str, &str); 3] = [
+    ("kv-partition.toml", "examples/kv"),
+    ("kv-crash-restart.toml", "examples/kv"),
+    ("kv-registry-crash.toml", "examples/kv"),
+];
+
+#[test]
+fn user_code_scenarios_are_refused_without_the_users_code() {
+    for (file, owner) in USER_CODE_SCENARIOS {
+        let scenario = Scenario::from_file(scenario_path(file)).unwrap_or_else(|e| panic!("{e:#}"));
+        let error = run(&scenario, 1).expect_err(file).to_string();
+        assert!(
+            error.contains("runs the user's") && error.contains(file),
+            "{file} (run by {owner}): {error}"
+        );
+    }
+}
+
 macro_rules! scenarios {
     ($($test:ident => $file:literal),* $(,)?) => {
         $(
@@ -119,7 +140,10 @@ macro_rules! scenarios {
         /// forgotten), and every test names an existing file.
         #[test]
         fn every_scenario_file_is_tested() {
-            let listed: std::collections::BTreeSet<&str> = [$($file),*].into_iter().collect();
+            let listed: std::collections::BTreeSet<&str> = [$($file),*]
+                .into_iter()
+                .chain(USER_CODE_SCENARIOS.iter().map(|(file, _)| *file))
+                .collect();
             let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
             let on_disk: std::collections::BTreeSet<String> = std::fs::read_dir(&dir)
                 .expect("scenarios/ exists")

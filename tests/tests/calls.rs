@@ -123,6 +123,43 @@ async fn unknown_method_is_not_found_and_not_executed() {
 }
 
 #[tokio::test]
+async fn unknown_method_replies_do_not_list_the_registered_methods() {
+    // Proves finding 8's disclosure is gone: a caller probing with an unknown
+    // name learns only that the name is unknown, not the server's other
+    // methods (before the fix the reply listed every registered method).
+    let server = TestServer::start_router(status_router(), ServerConfig::default()).await;
+    let client = common::client(&server.addr).await;
+    let error = guard(
+        "unknown method",
+        client.call::<_, ()>("Probe.Anything", &()),
+    )
+    .await
+    .expect_err("an unknown method fails");
+    assert_eq!(error.code(), Code::NotFound, "{error}");
+    assert_eq!(error.message(), "unknown method \"Probe.Anything\"");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_router_that_opts_in_lists_its_methods_in_unknown_method_replies() {
+    // Proves the debugging option: `Router::list_methods_in_errors` puts the
+    // registered methods back into the reply, for a server you own.
+    let router = status_router().list_methods_in_errors();
+    let server = TestServer::start_router(router, ServerConfig::default()).await;
+    let client = common::client(&server.addr).await;
+    let error = guard(
+        "unknown method",
+        client.call::<_, ()>("Probe.Anything", &()),
+    )
+    .await
+    .expect_err("an unknown method fails");
+    assert_eq!(error.code(), Code::NotFound, "{error}");
+    assert!(error.message().contains("registered: "), "{error}");
+    assert!(error.message().contains("Math.Add"), "{error}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
 async fn arguments_of_the_wrong_type_are_invalid_argument_and_not_executed() {
     // Proves a request whose body does not decode as the handler's argument type
     // is InvalidArgument, and marked not executed (the handler never ran).

@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use common::{guard, wait_until, TestServer};
-use squall::server::middleware::{AuthLayer, LoadShedLayer, Metrics, RateLimitLayer};
+use squall::server::middleware::{
+    AuthLayer, LoadShedLayer, Metrics, RateLimitLayer, Rejection, UNKNOWN_METHOD,
+};
 use squall::{CallOptions, Code, Context, Router, Server, Status};
 use tokio::sync::Semaphore;
 
@@ -80,10 +82,12 @@ async fn auth_rejects_a_missing_or_wrong_token_unexecuted_and_accepts_the_right_
 #[tokio::test]
 async fn metrics_count_finished_calls_by_code_per_method() {
     // Proves MetricsLayer records each call under its method with its outcome
-    // code: successes, handler errors and unknown methods, with a latency summary.
-    let metrics = Metrics::new();
+    // code: successes, handler errors and unknown methods (under `unknown`), with a
+    // latency summary.
     let runs = Arc::new(AtomicU64::new(0));
-    let server = Server::new(counting_router(Arc::clone(&runs))).layer(metrics.layer());
+    let router = counting_router(Arc::clone(&runs));
+    let metrics = Metrics::new(&router);
+    let server = Server::new(router).layer(metrics.layer());
     let server = TestServer::start(server).await;
     let client = common::client(&server.addr).await;
 
@@ -111,12 +115,13 @@ async fn metrics_count_finished_calls_by_code_per_method() {
     let refuse = &snapshot["Echo.Refuse"];
     assert_eq!(refuse.calls, 2);
     assert_eq!(refuse.by_code.get(&Code::InvalidArgument), Some(&2));
-    let missing = &snapshot["Echo.Missing"];
+    let missing = &snapshot[UNKNOWN_METHOD];
     assert_eq!(missing.by_code.get(&Code::NotFound), Some(&1));
+    assert_eq!(missing.rejected.get(&Rejection::UnknownMethod), Some(&1));
     assert_eq!(
         snapshot.len(),
         3,
-        "one entry per method called: {snapshot:?}"
+        "one entry per registered method called, one for unknown names: {snapshot:?}"
     );
     server.shutdown().await;
 }

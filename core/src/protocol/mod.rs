@@ -9,4 +9,4 @@ mod payload;
 
 pub use codec::{encode_to_bytes, FrameCodec, ProtocolError};
 pub use frame::{CodecId, Flags, Frame, FrameKind, Limits, Metadata, HEADER_LEN, MAGIC, VERSION};
-pub use payload::Codec;
+pub use payload::{Codec, DepthLimited, DECODE_DEPTH_MAX_DEFAULT};

@@ -55,12 +55,17 @@ pub struct Router {
     /// Handlers by `Service.Method`. A BTreeMap: lookups only, and listing methods
     /// is deterministic.
     methods: Arc<BTreeMap<String, Handler>>,
+    /// Whether an unknown-method reply lists the registered methods. Off by
+    /// default: the list maps a server's whole surface for any caller, so it is
+    /// only for debugging a client against a server you own.
+    list_methods_in_errors: bool,
 }
 
 impl std::fmt::Debug for Router {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Router")
             .field("methods", &self.methods.keys().collect::<Vec<_>>())
+            .field("list_methods_in_errors", &self.list_methods_in_errors)
             .finish()
     }
 }
@@ -130,6 +135,20 @@ impl Router {
         methods.router
     }
 
+    /// Makes unknown-method replies list every registered method: a debugging
+    /// aid for a server you own. Off by default, because the list tells any
+    /// caller, authenticated or not, the server's whole surface.
+    pub fn list_methods_in_errors(mut self) -> Router {
+        self.list_methods_in_errors = true;
+        self
+    }
+
+    /// Whether `method` is registered: for middleware that must treat the
+    /// router's methods apart from whatever names callers send.
+    pub fn has_method(&self, method: &str) -> bool {
+        self.methods.contains_key(method)
+    }
+
     /// The registered methods, sorted.
     pub fn method_names(&self) -> Vec<String> {
         self.methods.keys().cloned().collect()
@@ -151,14 +170,23 @@ impl Router {
         match self.methods.get(request.ctx.method()) {
             Some(handler) => handler(request),
             None => {
-                let status = Status::not_found(format!(
-                    "unknown method {:?} (registered: {})",
-                    request.ctx.method(),
-                    self.methods.keys().cloned().collect::<Vec<_>>().join(", ")
-                ))
-                .not_executed();
+                let status = Status::not_found(self.unknown_method_message(request.ctx.method()))
+                    .not_executed();
                 Box::pin(std::future::ready(Ok(Response::error(status))))
             }
+        }
+    }
+}
+
+impl Router {
+    /// The message of an unknown-method reply: the name the caller sent, and the
+    /// registered methods only if [`Router::list_methods_in_errors`] asked.
+    fn unknown_method_message(&self, method: &str) -> String {
+        if self.list_methods_in_errors {
+            let registered = self.methods.keys().cloned().collect::<Vec<_>>().join(", ");
+            format!("unknown method {method:?} (registered: {registered})")
+        } else {
+            format!("unknown method {method:?}")
         }
     }
 }

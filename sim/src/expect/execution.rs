@@ -130,10 +130,22 @@ impl Index<'_> {
             };
             judged += 1;
             let deadline = start + *timeout + slack;
-            if runs.done.len() < runs.executed as usize {
-                unended.push(format!("{client}#{call} on {server}"));
+            // Runs without a `server.done` ended when their server crashed
+            // (a crash records none); only runs no crash explains never ended.
+            let mut ends = runs.done.clone();
+            let missing = (runs.executed as usize).saturating_sub(runs.done.len());
+            if missing > 0 {
+                let last_run = runs.executed_at.iter().max().copied().unwrap_or_default();
+                match self
+                    .crashes
+                    .get(server)
+                    .and_then(|c| c.iter().find(|&&at| at >= last_run))
+                {
+                    Some(&crash) => ends.extend(std::iter::repeat_n(crash, missing)),
+                    None => unended.push(format!("{client}#{call} on {server}")),
+                }
             }
-            for &done in &runs.done {
+            for &done in &ends {
                 if done > deadline {
                     late.push(format!(
                         "{client}#{call} on {server} {:?} late",

@@ -1,69 +1,62 @@
-//! A simulated client: drives the scenario's workload through the unchanged
-//! squall client and records every call's start, attempts and end.
+//! A simulated client host: builds the squall client its scenario group asks
+//! for (static targets or the registry's service, with the group's balancer and
+//! resilience), wraps it in [`SimCaller`] so every call is traced, and runs the
+//! group's workload — the user's, or the built-in echo one — with it.
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
-use rand::Rng as _;
-use serde_bytes::ByteBuf;
-use squall::client::Caller;
+use squall::client::{Caller, OutgoingRequest, Reply};
 use squall::discovery::{DiscoveryEvent, DiscoveryObserver};
 use squall::registry::{RemoteRegistry, RemoteRegistryConfig, ResolverConfig};
 use squall::{
-    CallOptions, ChannelConfig, Client, Endpoint, Pool, Resolver, SeedSource, ServiceClient,
+    ChannelConfig, Client, Endpoint, Pool, Resolver, SeedSource, ServiceClient,
     ServiceClientConfig, Status,
 };
 
 use super::server::{control_backoff, control_channel, registry_addr};
-use super::{sleep_until_sim, CALL_KEY, CLIENT_KEY};
+use super::{CALL_KEY, CLIENT_KEY, HASH_KEY};
+use crate::env::{ClientEnv, Store};
 use crate::net::{host_of, SimTransport, SERVER_PORT};
 use crate::recorder::{now, Recorder};
-use crate::scenario::{ClientGroup, Load, MethodWeight, RegistryConfig};
+use crate::scenario::{ClientGroup, RegistryConfig};
+use crate::simulation::ClientWorkload;
 use crate::trace::EventKind;
-
-/// A call that started and has not ended.
-#[derive(Clone, Debug)]
-struct InFlight {
-    /// When it started (simulated).
-    started: Duration,
-}
-
-/// A client host's state that outlives restarts: call numbering, calls in
-/// flight (resolved by the harness if the host crashes), the workload RNG.
-#[derive(Debug)]
-pub struct ClientState {
-    /// The host name.
-    pub name: String,
-    /// The group's configuration.
-    pub group: ClientGroup,
-    /// The next call number.
-    next_call: AtomicU64,
-    /// Calls started and not yet ended.
-    in_flight: Mutex<BTreeMap<u64, InFlight>>,
-    /// The endpoint of each in-flight call's latest attempt.
-    last_endpoint: Mutex<BTreeMap<u64, String>>,
-    /// Arrivals and method choices.
-    rng: Mutex<squall::rng::Rng>,
-}
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// A client host's state that outlives restarts: call numbering and the calls
+/// in flight (resolved by the harness if the host crashes).
+#[derive(Debug)]
+pub struct ClientState {
+    /// The host name.
+    pub name: String,
+    /// The group's configuration.
+    pub group: Arc<ClientGroup>,
+    /// The next call number.
+    next_call: AtomicU64,
+    /// Start times of calls started and not yet ended.
+    in_flight: Mutex<BTreeMap<u64, Duration>>,
+    /// The endpoint of each in-flight call's latest attempt.
+    last_endpoint: Mutex<BTreeMap<u64, String>>,
+}
+
 impl ClientState {
     /// State for host `name` of `group`.
-    pub fn new(name: &str, group: ClientGroup, rng: squall::rng::Rng) -> ClientState {
+    pub fn new(name: &str, group: Arc<ClientGroup>) -> ClientState {
         ClientState {
             name: name.to_owned(),
             group,
             next_call: AtomicU64::new(0),
             in_flight: Mutex::new(BTreeMap::new()),
             last_endpoint: Mutex::new(BTreeMap::new()),
-            rng: Mutex::new(rng),
         }
     }
 
@@ -72,7 +65,7 @@ impl ClientState {
     pub fn abandon_in_flight(&self, recorder: &Recorder, at: Duration, outcome: &str) -> usize {
         let calls = std::mem::take(&mut *lock(&self.in_flight));
         let mut endpoints = lock(&self.last_endpoint);
-        for (call, in_flight) in &calls {
+        for (call, started) in &calls {
             recorder.record_at(
                 at,
                 &self.name,
@@ -80,7 +73,7 @@ impl ClientState {
                     call: *call,
                     endpoint: endpoints.remove(call),
                     outcome: outcome.to_owned(),
-                    latency: at.saturating_sub(in_flight.started),
+                    latency: at.saturating_sub(*started),
                     may_have_executed: true,
                 },
             );
@@ -88,32 +81,131 @@ impl ClientState {
         calls.len()
     }
 
-    fn pick_method(&self) -> MethodWeight {
-        let mix = &self.group.workload.mix;
-        let total: u64 = mix.iter().map(|m| u64::from(m.weight)).sum();
-        let mut ticket = lock(&self.rng).gen_range(0..total.max(1));
-        for entry in mix {
-            if ticket < u64::from(entry.weight) {
-                return entry.clone();
-            }
-            ticket -= u64::from(entry.weight);
+    /// Ends call `call` unless the harness already did; records its `call.end`.
+    fn finish(&self, recorder: &Recorder, call: u64, outcome: String, may_have_executed: bool) {
+        let Some(started) = lock(&self.in_flight).remove(&call) else {
+            // The harness already ended it (the host crashed mid-call).
+            return;
+        };
+        let endpoint = lock(&self.last_endpoint).remove(&call);
+        recorder.record(
+            &self.name,
+            EventKind::CallEnd {
+                call,
+                endpoint,
+                outcome,
+                latency: now().saturating_sub(started),
+                may_have_executed,
+            },
+        );
+    }
+}
+
+/// The [`Caller`] every simulated client uses: the scenario's [`ServiceClient`]
+/// with each call numbered and traced — `call.start` when it is made,
+/// `call.attempt` per attempt (from the discovery observer), `call.end` once
+/// when it resolves (or `Cancelled` when the caller drops it unfinished). Calls
+/// carry the host and call number in metadata (`sim-client`, `call-id`), so
+/// servers can attribute handler runs to calls.
+#[derive(Clone, Debug)]
+pub struct SimCaller {
+    inner: ServiceClient<SimTransport>,
+    state: Arc<ClientState>,
+    recorder: Recorder,
+}
+
+impl SimCaller {
+    /// The discovery client underneath (endpoints, breaker states).
+    pub fn service_client(&self) -> &ServiceClient<SimTransport> {
+        &self.inner
+    }
+}
+
+impl Caller for SimCaller {
+    type Future = TracedCall;
+
+    fn call(&self, mut request: OutgoingRequest) -> TracedCall {
+        let state = &self.state;
+        let call = state.next_call.fetch_add(1, Ordering::Relaxed);
+        let key = request
+            .metadata
+            .iter()
+            .find(|(k, _)| k == HASH_KEY)
+            .map(|(_, v)| v.clone());
+        self.recorder.record(
+            &state.name,
+            EventKind::CallStart {
+                call,
+                method: request.method.clone(),
+                key,
+            },
+        );
+        lock(&state.in_flight).insert(call, now());
+        request
+            .metadata
+            .push((CLIENT_KEY.to_owned(), state.name.clone()));
+        request
+            .metadata
+            .push((CALL_KEY.to_owned(), call.to_string()));
+        TracedCall {
+            inner: Box::pin(self.inner.call(request)),
+            end: Some(CallEnd {
+                state: Arc::clone(state),
+                recorder: self.recorder.clone(),
+                call,
+            }),
         }
-        mix.last().cloned().unwrap_or(MethodWeight {
-            method: "Echo.Echo".to_owned(),
-            weight: 1,
-            idempotent: false,
-        })
     }
+}
 
-    fn pick_key(&self) -> Option<String> {
-        let keys = self.group.hash_keys?;
-        Some(format!("k{}", lock(&self.rng).gen_range(0..keys.max(1))))
+/// Who to tell when a traced call ends.
+struct CallEnd {
+    state: Arc<ClientState>,
+    recorder: Recorder,
+    call: u64,
+}
+
+/// A call made through [`SimCaller`]; records its `call.end` when it resolves
+/// or is dropped unfinished.
+pub struct TracedCall {
+    inner: Pin<Box<<ServiceClient<SimTransport> as Caller>::Future>>,
+    end: Option<CallEnd>,
+}
+
+impl std::fmt::Debug for TracedCall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TracedCall").finish_non_exhaustive()
     }
+}
 
-    fn next_gap(&self, rate_per_second: f64) -> Duration {
-        // Exponential inter-arrival times: a Poisson process at the given rate.
-        let u: f64 = lock(&self.rng).gen_range(f64::MIN_POSITIVE..1.0);
-        Duration::from_secs_f64(-u.ln() / rate_per_second)
+impl Future for TracedCall {
+    type Output = Result<Reply, Status>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        let result = std::task::ready!(self.inner.as_mut().poll(cx));
+        if let Some(end) = self.end.take() {
+            let (outcome, may_have_executed) = match &result {
+                Ok(_) => ("Ok".to_owned(), true),
+                Err(status) => (
+                    status.code().as_str().to_owned(),
+                    status.may_have_executed(),
+                ),
+            };
+            end.state
+                .finish(&end.recorder, end.call, outcome, may_have_executed);
+        }
+        Poll::Ready(result)
+    }
+}
+
+impl Drop for TracedCall {
+    fn drop(&mut self) {
+        if let Some(end) = self.end.take() {
+            // Dropped unfinished: the caller gave up (its own timeout, a
+            // select). The request may be on its way, so it may have executed.
+            end.state
+                .finish(&end.recorder, end.call, "Cancelled".to_owned(), true);
+        }
     }
 }
 
@@ -168,208 +260,112 @@ fn observer(state: Arc<ClientState>, recorder: Recorder) -> DiscoveryObserver {
     })
 }
 
-/// Metadata key carrying a call's hash key (consistent hashing).
-pub const HASH_KEY: &str = "hash-key";
-
-/// The outcome recorded when a reply is not the echo of the call's own payload.
-pub const MISDELIVERED: &str = "MisdeliveredReply";
-
-/// `len` bytes (at least the identity) that name `host`'s call `call`.
-fn call_payload(host: &str, call: u64, len: usize) -> ByteBuf {
-    let mut bytes = format!("{host}/{call}/").into_bytes();
-    if bytes.len() < len {
-        bytes.resize(len, b'.');
-    }
-    ByteBuf::from(bytes)
-}
-
-/// One call, start to end, recorded.
-async fn call_once<C: Caller>(
-    client: Arc<Client<C>>,
-    state: Arc<ClientState>,
-    recorder: Recorder,
-    payload: Arc<ByteBuf>,
-) {
-    let call = state.next_call.fetch_add(1, Ordering::Relaxed);
-    let MethodWeight {
-        method, idempotent, ..
-    } = state.pick_method();
-    let key = state.pick_key();
-    let started = now();
-    recorder.record(
-        &state.name,
-        EventKind::CallStart {
-            call,
-            method: method.clone(),
-            key: key.clone(),
-        },
-    );
-    lock(&state.in_flight).insert(call, InFlight { started });
-    let mut options = CallOptions::new()
-        .metadata(CLIENT_KEY, state.name.clone())
-        .metadata(CALL_KEY, call.to_string());
-    if let Some(key) = key {
-        options = options.metadata(HASH_KEY, key);
-    }
-    if idempotent {
-        options = options.idempotent();
-    }
-    // The payload names its call, so a reply delivered to the wrong caller is
-    // caught: servers echo it back.
-    let body = call_payload(&state.name, call, payload.len());
-    let result: Result<ByteBuf, Status> = client.call_with(&method, &body, options).await;
-    if lock(&state.in_flight).remove(&call).is_none() {
-        // The harness already ended it (the host crashed mid-call).
-        return;
-    }
-    let endpoint = lock(&state.last_endpoint).remove(&call);
-    let (outcome, may_have_executed) = match &result {
-        Ok(reply) if reply != &body => (MISDELIVERED.to_owned(), true),
-        Ok(_) => ("Ok".to_owned(), true),
-        Err(status) => (
-            status.code().as_str().to_owned(),
-            status.may_have_executed(),
-        ),
+/// The scenario's discovery client for `state`'s group.
+fn service_client(
+    state: &Arc<ClientState>,
+    recorder: &Recorder,
+    seeds: SeedSource,
+    registry: Option<&RegistryConfig>,
+) -> ServiceClient<SimTransport> {
+    let group = &state.group;
+    let transport = SimTransport::new(&state.name, recorder.clone());
+    let channel = ChannelConfig {
+        connect_timeout: group.connection.connect_timeout,
+        keepalive_interval: group.connection.keepalive_interval,
+        keepalive_timeout: group.connection.keepalive_timeout,
+        ..ChannelConfig::default()
     };
-    recorder.record(
-        &state.name,
-        EventKind::CallEnd {
-            call,
-            endpoint,
-            outcome,
-            latency: now().saturating_sub(started),
-            may_have_executed,
-        },
-    );
-}
-
-async fn drive<C: Caller>(client: Client<C>, state: Arc<ClientState>, recorder: Recorder) {
-    let workload = state.group.workload.clone();
-    let client = Arc::new(client);
-    let payload = Arc::new(ByteBuf::from(vec![0x5a; workload.payload_bytes as usize]));
-    sleep_until_sim(workload.start_at).await;
-    match workload.load {
-        Load::Open { rate_per_second } => loop {
-            tokio::time::sleep(state.next_gap(rate_per_second)).await;
-            if now() >= workload.stop_at || recorder.is_full() {
-                break;
-            }
-            tokio::spawn(call_once(
-                Arc::clone(&client),
-                Arc::clone(&state),
-                recorder.clone(),
-                Arc::clone(&payload),
-            ));
-        },
-        Load::Closed { concurrency } => {
-            let mut workers = tokio::task::JoinSet::new();
-            for _ in 0..concurrency {
-                let (client, state, recorder, payload) = (
-                    Arc::clone(&client),
-                    Arc::clone(&state),
-                    recorder.clone(),
-                    Arc::clone(&payload),
-                );
-                workers.spawn(async move {
-                    while now() < workload.stop_at && !recorder.is_full() {
-                        let started = now();
-                        call_once(
-                            Arc::clone(&client),
-                            Arc::clone(&state),
-                            recorder.clone(),
-                            Arc::clone(&payload),
-                        )
-                        .await;
-                        // A call that ended without virtual time passing (failed
-                        // at once) would make this loop spin inside one tick and
-                        // stop the clock: yield one tick before the next call.
-                        if now() == started {
-                            tokio::time::sleep(Duration::from_millis(1)).await;
-                        }
-                    }
-                });
-            }
-            while workers.join_next().await.is_some() {}
+    let resilience = &group.resilience;
+    let config = ServiceClientConfig {
+        balancer: group.balancer,
+        pool_size: group.pool_size,
+        channel,
+        breaker: resilience.breaker.clone(),
+        retry: resilience.retry.clone(),
+        fail_mode: resilience.fail_mode,
+        budget: resilience.budget,
+        hedge: resilience.hedge,
+        hash_key: HASH_KEY.to_owned(),
+        call_id_key: CALL_KEY.to_owned(),
+        seed: seeds,
+        observer: Some(observer(Arc::clone(state), recorder.clone())),
+        ..ServiceClientConfig::default()
+    };
+    match (&group.service, registry) {
+        (Some(service), Some(registry)) => {
+            let pool = Pool::new(transport.clone(), &registry_addr(), control_channel(), 1);
+            let remote = RemoteRegistry::with_config(
+                pool,
+                RemoteRegistryConfig {
+                    call_timeout: Duration::from_secs(1),
+                    watch_wait: registry.watch_timeout,
+                },
+            );
+            let resolver = Resolver::spawn(
+                Arc::new(remote),
+                service.clone(),
+                ResolverConfig {
+                    watch_timeout: registry.watch_timeout,
+                    call_timeout: Duration::from_secs(1),
+                    backoff: control_backoff(seeds.stream("resolver")),
+                    ..ResolverConfig::default()
+                },
+            );
+            ServiceClient::with_resolver(transport, resolver, config)
+        }
+        _ => {
+            let endpoints = group
+                .targets
+                .iter()
+                .map(|host| Endpoint::new(format!("{host}:{SERVER_PORT}"), 1))
+                .collect();
+            ServiceClient::new(transport, "static", endpoints, config)
         }
     }
-    // Stay up: in-flight calls finish, and the host keeps its connections.
-    std::future::pending::<()>().await;
 }
 
-/// The host software: build the caller, drive the workload.
-pub fn software(
-    state: Arc<ClientState>,
-    recorder: Recorder,
-    seeds: SeedSource,
-    registry: Option<RegistryConfig>,
-) -> impl Fn() -> Pin<Box<dyn Future<Output = turmoil::Result>>> {
-    move || {
-        let state = Arc::clone(&state);
-        let recorder = recorder.clone();
-        let seeds = seeds;
-        let registry = registry.clone();
-        Box::pin(async move {
-            let group = &state.group;
-            recorder.sockets().spawn_closer(&state.name);
-            let transport = SimTransport::new(&state.name, recorder.clone());
-            let channel = ChannelConfig {
-                connect_timeout: group.connection.connect_timeout,
-                keepalive_interval: group.connection.keepalive_interval,
-                keepalive_timeout: group.connection.keepalive_timeout,
-                ..ChannelConfig::default()
-            };
-            let resilience = &group.resilience;
-            let config = ServiceClientConfig {
-                balancer: group.balancer,
-                pool_size: group.pool_size,
-                channel,
-                breaker: resilience.breaker.clone(),
-                retry: resilience.retry.clone(),
-                fail_mode: resilience.fail_mode,
-                budget: resilience.budget,
-                hedge: resilience.hedge,
-                hash_key: HASH_KEY.to_owned(),
-                call_id_key: CALL_KEY.to_owned(),
-                seed: seeds,
-                observer: Some(observer(Arc::clone(&state), recorder.clone())),
-                ..ServiceClientConfig::default()
-            };
-            let caller = match (&group.service, &registry) {
-                (Some(service), Some(registry)) => {
-                    let pool = Pool::new(transport.clone(), &registry_addr(), control_channel(), 1);
-                    let remote = RemoteRegistry::with_config(
-                        pool,
-                        RemoteRegistryConfig {
-                            call_timeout: Duration::from_secs(1),
-                            watch_wait: registry.watch_timeout,
-                        },
-                    );
-                    let resolver = Resolver::spawn(
-                        Arc::new(remote),
-                        service.clone(),
-                        ResolverConfig {
-                            watch_timeout: registry.watch_timeout,
-                            call_timeout: Duration::from_secs(1),
-                            backoff: control_backoff(seeds.stream("resolver")),
-                            ..ResolverConfig::default()
-                        },
-                    );
-                    ServiceClient::with_resolver(transport, resolver, config)
-                }
-                _ => {
-                    let endpoints = group
-                        .targets
-                        .iter()
-                        .map(|host| Endpoint::new(format!("{host}:{SERVER_PORT}"), 1))
-                        .collect();
-                    ServiceClient::new(transport, "static", endpoints, config)
-                }
-            };
-            let client = Client::new(caller)
-                .with_codec(group.call.codec)
-                .with_timeout(Some(group.call.timeout));
-            drive(client, state, recorder).await;
-            Ok(())
-        })
+/// One client host's program: its state, the run's shared pieces, its workload.
+#[derive(Clone)]
+pub(crate) struct ClientProgram {
+    pub(crate) state: Arc<ClientState>,
+    pub(crate) recorder: Recorder,
+    pub(crate) store: Store,
+    pub(crate) seeds: SeedSource,
+    pub(crate) registry: Option<RegistryConfig>,
+    pub(crate) scenario: Arc<crate::scenario::Scenario>,
+    pub(crate) workload: ClientWorkload,
+}
+
+impl ClientProgram {
+    async fn run(self) -> turmoil::Result {
+        let state = &self.state;
+        self.recorder.sockets().spawn_closer(&state.name);
+        let inner = service_client(state, &self.recorder, self.seeds, self.registry.as_ref());
+        let caller = SimCaller {
+            inner,
+            state: Arc::clone(state),
+            recorder: self.recorder.clone(),
+        };
+        let client = Client::new(caller)
+            .with_codec(state.group.call.codec)
+            .with_timeout(Some(state.group.call.timeout));
+        let env = ClientEnv {
+            host: state.name.clone(),
+            group: Arc::clone(&state.group),
+            client,
+            seeds: self.seeds,
+            recorder: self.recorder.clone(),
+            store: self.store.clone(),
+            scenario: Arc::clone(&self.scenario),
+        };
+        self.workload.run(env).await;
+        // Stay up: in-flight calls finish, and the host keeps its connections.
+        std::future::pending::<()>().await;
+        Ok(())
+    }
+
+    /// The host software turmoil runs.
+    pub(crate) fn software(self) -> impl Fn() -> Pin<Box<dyn Future<Output = turmoil::Result>>> {
+        move || Box::pin(self.clone().run())
     }
 }

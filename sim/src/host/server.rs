@@ -1,33 +1,36 @@
-//! A simulated server: the unchanged squall [`Server`] serving every method the
-//! scenario's clients call. Each call records `server.executed` when its handler
-//! starts and `server.done` when it ends (ok, error, or cancelled because the
-//! caller gave up), sleeps its scripted service time, fails at its scripted
-//! error rate and, for a forwarding tier, calls the next tier first. With a
-//! registry, the server registers through a [`Registrar`] and, on a `leave`
-//! fault, deregisters and drains.
+//! A simulated server host: waits for its `start_at`, binds, registers with the
+//! registry (if any) through a [`Registrar`], and serves the router its group's
+//! factory builds — the user's, or the built-in echo — until it is crashed or
+//! told to leave. The factory runs again on every restart.
+//!
+//! Around every router sits the harness layer ([`harness_layer`]): it records
+//! `server.executed` when a handler starts and `server.done` when it ends (ok,
+//! error, or cancelled because the caller gave up), applies the scenario's
+//! service time and injected failures, and makes the call's identity available
+//! to onward calls through [`Hop`].
 
-use std::collections::BTreeSet;
+use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use rand::Rng as _;
-use serde_bytes::ByteBuf;
+use squall::client::{Caller, OutgoingRequest};
 use squall::registry::{Backoff, RegistrarConfig, RemoteRegistry, RemoteRegistryConfig};
-use squall::server::ServerConfig;
-use squall::{
-    BalancerKind, CallOptions, ChannelConfig, Client, Context, Endpoint, FailMode, Instance, Pool,
-    Registrar, RetryPolicy, Router, SeedSource, Server, ServiceClient, ServiceClientConfig, Status,
-    Transport,
-};
+use squall::server::{Request, Response};
+use squall::{ChannelConfig, Instance, Pool, Registrar, SeedSource, Status, Transport};
 use tokio::sync::watch;
 
 use super::{sleep_until_sim, CALL_KEY, CLIENT_KEY};
+use crate::env::{ServerEnv, Store};
 use crate::net::{bind_addr, SimTransport, SERVER_PORT};
 use crate::recorder::Recorder;
-use crate::scenario::{Behaviour, Forward, LatencyRange, RegistryConfig};
+use crate::scenario::{Behaviour, LatencyRange, RegistryConfig, Scenario, ServerHost};
+use crate::simulation::ServerFactory;
 use crate::trace::EventKind;
 
 /// The registry's address inside the simulation.
@@ -56,20 +59,18 @@ pub fn control_backoff(rng: squall::rng::Rng) -> Backoff {
 pub struct ServerState {
     /// The host name.
     pub name: String,
+    /// The group it belongs to (which factory builds its router).
+    pub group: String,
     /// Service time and error rate, changed by `server_behaviour` faults.
     pub behaviour: Mutex<Behaviour>,
     /// Draws service times and injected failures.
     pub rng: Mutex<squall::rng::Rng>,
-    /// Methods to serve (every method any client or forwarding tier calls).
-    pub methods: BTreeSet<String>,
     /// The service name to register under.
     pub service: String,
     /// Balancer weight to register with.
     pub weight: u32,
     /// When the server first starts listening (joins).
     pub start_at: Duration,
-    /// The next tier, for forwarding servers.
-    pub forward: Option<Forward>,
     /// The registry to register with, if the scenario has one.
     pub registry: Option<RegistryConfig>,
     /// Set by a `leave` fault: deregister, drain, stop. Reset by a restart.
@@ -78,7 +79,9 @@ pub struct ServerState {
     /// record no `server.done` (the order tokio drops them in is not
     /// deterministic, and "the server died" is not a handler outcome).
     pub crashed: AtomicBool,
-    /// Named random streams for this host's clients (forwarding).
+    /// Starts so far (the next start's incarnation).
+    pub starts: std::sync::atomic::AtomicU64,
+    /// Named random streams for this host.
     pub seeds: SeedSource,
 }
 
@@ -92,6 +95,29 @@ pub fn sample(range: &LatencyRange, rng: &mut squall::rng::Rng) -> Duration {
 }
 
 impl ServerState {
+    /// The state of server host `host` at the start of a run.
+    pub(crate) fn for_host(
+        scenario: &Scenario,
+        host: &ServerHost,
+        seeds: SeedSource,
+    ) -> ServerState {
+        let group = scenario.servers.iter().find(|g| g.name == host.group);
+        ServerState {
+            name: host.name.clone(),
+            group: host.group.clone(),
+            behaviour: Mutex::new(host.behaviour.clone()),
+            rng: Mutex::new(seeds.stream("handler")),
+            service: group.map(|g| g.service.clone()).unwrap_or_default(),
+            weight: host.weight,
+            start_at: host.start_at,
+            registry: scenario.registry.clone(),
+            leave: watch::channel(false).0,
+            crashed: AtomicBool::new(false),
+            starts: std::sync::atomic::AtomicU64::new(0),
+            seeds,
+        }
+    }
+
     fn draw(&self) -> (Duration, bool) {
         let behaviour = self.behaviour.lock().unwrap_or_else(|p| p.into_inner());
         let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
@@ -101,14 +127,25 @@ impl ServerState {
     }
 }
 
+/// The call a handler is working on: the original client host and its call
+/// number, carried in metadata from hop to hop.
+#[derive(Clone, Debug)]
+struct Origin {
+    client: String,
+    call: u64,
+}
+
+tokio::task_local! {
+    /// Set while a handler runs, for [`Hop`] to read.
+    static ORIGIN: Origin;
+}
+
 /// Records `server.done` when the handler ends — `cancelled` if it is dropped
 /// before finishing (its caller gave up, or its deadline passed).
 struct HandlerGuard {
     state: Arc<ServerState>,
     recorder: Recorder,
-    host: String,
-    client: String,
-    call: u64,
+    origin: Origin,
     method: String,
     outcome: Option<&'static str>,
 }
@@ -119,10 +156,10 @@ impl Drop for HandlerGuard {
             return;
         }
         self.recorder.record(
-            &self.host,
+            &self.state.name,
             EventKind::HandlerDone {
-                client: std::mem::take(&mut self.client),
-                call: self.call,
+                client: std::mem::take(&mut self.origin.client),
+                call: self.origin.call,
                 method: std::mem::take(&mut self.method),
                 outcome: self.outcome.unwrap_or("cancelled").to_owned(),
             },
@@ -130,107 +167,138 @@ impl Drop for HandlerGuard {
     }
 }
 
-type Forwarder = Arc<Client<ServiceClient<SimTransport>>>;
+/// The harness layer: see the module docs. Innermost, right around the router.
+pub(crate) fn harness_layer(state: Arc<ServerState>, recorder: Recorder) -> HarnessLayer {
+    HarnessLayer { state, recorder }
+}
 
-async fn handle(
+/// Adds [`Harnessed`].
+#[derive(Clone, Debug)]
+pub(crate) struct HarnessLayer {
     state: Arc<ServerState>,
     recorder: Recorder,
-    forwarder: Option<Forwarder>,
-    ctx: Context,
-    body: ByteBuf,
-) -> Result<ByteBuf, Status> {
-    let client = ctx.get(CLIENT_KEY).unwrap_or("-").to_owned();
-    let call = ctx
-        .get(CALL_KEY)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(u64::MAX);
-    recorder.record(
-        &state.name,
-        EventKind::Executed {
-            client: client.clone(),
-            call,
-            method: ctx.method().to_owned(),
-        },
-    );
-    let mut guard = HandlerGuard {
-        state: Arc::clone(&state),
-        recorder,
-        host: state.name.clone(),
-        client,
-        call,
-        method: ctx.method().to_owned(),
-        outcome: None,
-    };
-    let (delay, fail) = state.draw();
-    if !delay.is_zero() {
-        tokio::time::sleep(delay).await;
-    }
-    if fail {
-        guard.outcome = Some("error");
-        return Err(Status::internal(format!(
-            "{}: injected failure",
-            state.name
-        )));
-    }
-    if let (Some(forwarder), Some(forward)) = (forwarder, &state.forward) {
-        // The next tier sees the original caller's identity, and the call
-        // inherits this handler's remaining deadline (no timeout of its own).
-        let options = CallOptions::new()
-            .metadata(CLIENT_KEY, guard.client.clone())
-            .metadata(CALL_KEY, call.to_string());
-        let result: Result<ByteBuf, Status> =
-            forwarder.call_with(&forward.method, &body, options).await;
-        if let Err(status) = result {
-            guard.outcome = Some("error");
-            return Err(status);
+}
+
+impl<S> tower::Layer<S> for HarnessLayer {
+    type Service = Harnessed<S>;
+    fn layer(&self, inner: S) -> Harnessed<S> {
+        Harnessed {
+            inner,
+            state: Arc::clone(&self.state),
+            recorder: self.recorder.clone(),
         }
     }
-    guard.outcome = Some("ok");
-    Ok(body)
 }
 
-fn router(state: &Arc<ServerState>, recorder: &Recorder, forwarder: Option<Forwarder>) -> Router {
-    let mut router = Router::new();
-    for method in &state.methods {
-        let state = Arc::clone(state);
-        let recorder = recorder.clone();
-        let forwarder = forwarder.clone();
-        router = router.route(method, move |ctx: Context, body: ByteBuf| {
-            handle(
-                Arc::clone(&state),
-                recorder.clone(),
-                forwarder.clone(),
-                ctx,
-                body,
-            )
-        });
+/// Traces and shapes every call into the router it wraps.
+#[derive(Clone, Debug)]
+pub(crate) struct Harnessed<S> {
+    inner: S,
+    state: Arc<ServerState>,
+    recorder: Recorder,
+}
+
+impl<S> tower::Service<Request> for Harnessed<S>
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible> + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Response, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
     }
-    router
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let origin = Origin {
+            client: request.ctx.get(CLIENT_KEY).unwrap_or("-").to_owned(),
+            call: request
+                .ctx
+                .get(CALL_KEY)
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(u64::MAX),
+        };
+        let method = request.ctx.method().to_owned();
+        self.recorder.record(
+            &self.state.name,
+            EventKind::Executed {
+                client: origin.client.clone(),
+                call: origin.call,
+                method: method.clone(),
+            },
+        );
+        let guard = HandlerGuard {
+            state: Arc::clone(&self.state),
+            recorder: self.recorder.clone(),
+            origin: origin.clone(),
+            method,
+            outcome: None,
+        };
+        let (delay, fail) = self.state.draw();
+        let name = self.state.name.clone();
+        let inner = self.inner.call(request);
+        Box::pin(ORIGIN.scope(origin, async move {
+            // Move the whole guard in (not just the field assigned below), so
+            // it lives, and records, exactly as long as the handler.
+            let mut guard = guard;
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            if fail {
+                guard.outcome = Some("error");
+                return Ok(Response::error(Status::internal(format!(
+                    "{name}: injected failure"
+                ))));
+            }
+            let response = inner.await?;
+            guard.outcome = Some(if response.result.is_ok() {
+                "ok"
+            } else {
+                "error"
+            });
+            Ok(response)
+        }))
+    }
 }
 
-/// A static, fail-fast client to the next tier.
-fn forwarder(state: &ServerState, transport: &SimTransport) -> Option<Forwarder> {
-    let forward = state.forward.as_ref()?;
-    let endpoints = forward
-        .targets
-        .iter()
-        .map(|host| Endpoint::new(format!("{host}:{SERVER_PORT}"), 1))
-        .collect();
-    let config = ServiceClientConfig {
-        balancer: BalancerKind::RoundRobin,
-        breaker: None,
-        retry: RetryPolicy {
-            max_attempts: 1,
-            ..RetryPolicy::default()
-        },
-        fail_mode: FailMode::FailFast,
-        budget: None,
-        call_id_key: CALL_KEY.to_owned(),
-        seed: state.seeds.child("forward"),
-        ..ServiceClientConfig::default()
-    };
-    let client = ServiceClient::new(transport.clone(), "forward", endpoints, config);
-    Some(Arc::new(Client::new(client).with_timeout(forward.timeout)))
+/// A [`Caller`] for calls a handler makes to other servers: each carries the
+/// identity of the call being handled (client host and call number), so the
+/// next hop's `server.executed` names the original call. Outside a handler it
+/// adds nothing.
+#[derive(Clone, Debug)]
+pub struct Hop<C> {
+    inner: C,
+}
+
+impl<C> Hop<C> {
+    /// Wraps `inner`.
+    pub fn new(inner: C) -> Hop<C> {
+        Hop { inner }
+    }
+}
+
+impl<C: Caller> Caller for Hop<C> {
+    type Future = C::Future;
+
+    fn call(&self, mut request: OutgoingRequest) -> C::Future {
+        if let Ok(origin) = ORIGIN.try_with(Origin::clone) {
+            let has = |key: &str| request.metadata.iter().any(|(k, _)| k == key);
+            let (has_client, has_call) = (has(CLIENT_KEY), has(CALL_KEY));
+            if !has_client {
+                request
+                    .metadata
+                    .push((CLIENT_KEY.to_owned(), origin.client.clone()));
+            }
+            if !has_call {
+                request
+                    .metadata
+                    .push((CALL_KEY.to_owned(), origin.call.to_string()));
+            }
+        }
+        self.inner.call(request)
+    }
 }
 
 /// Registers this server with the registry, if there is one.
@@ -261,36 +329,51 @@ fn register(state: &ServerState, transport: &SimTransport) -> Option<Registrar> 
     ))
 }
 
-async fn serve(state: Arc<ServerState>, recorder: Recorder) -> turmoil::Result {
-    recorder.sockets().spawn_closer(&state.name);
-    sleep_until_sim(state.start_at).await;
-    let transport = SimTransport::new(&state.name, recorder.clone());
-    let listener = transport.bind(&bind_addr()).await?;
-    let registrar = register(&state, &transport);
-    let forwarder = forwarder(&state, &transport);
-    let mut leave = state.leave.subscribe();
-    let shutdown = async move {
-        let _ = leave.wait_for(|left| *left).await;
-        if let Some(registrar) = registrar {
-            let _ = registrar.stop().await;
-        }
-    };
-    let config = ServerConfig {
-        shutdown_grace: Duration::from_secs(2),
-        ..ServerConfig::default()
-    };
-    Server::new(router(&state, &recorder, forwarder))
-        .with_config(config)
-        .serve(listener, shutdown)
-        .await?;
-    Ok(())
+/// One server host's program: its state, the run's shared pieces, its factory.
+#[derive(Clone)]
+pub(crate) struct ServerProgram {
+    pub(crate) state: Arc<ServerState>,
+    pub(crate) recorder: Recorder,
+    pub(crate) store: Store,
+    pub(crate) scenario: Arc<Scenario>,
+    pub(crate) factory: ServerFactory,
 }
 
-/// The host software: wait for `start_at`, bind, register, serve until crashed
-/// or told to leave.
-pub fn software(
-    state: Arc<ServerState>,
-    recorder: Recorder,
-) -> impl Fn() -> Pin<Box<dyn Future<Output = turmoil::Result>>> {
-    move || Box::pin(serve(Arc::clone(&state), recorder.clone()))
+impl ServerProgram {
+    /// The environment of the next start.
+    pub(crate) fn env(&self) -> ServerEnv {
+        ServerEnv {
+            state: Arc::clone(&self.state),
+            recorder: self.recorder.clone(),
+            store: self.store.clone(),
+            scenario: Arc::clone(&self.scenario),
+            incarnation: self.state.starts.fetch_add(1, Ordering::Relaxed),
+            served: Arc::default(),
+        }
+    }
+
+    async fn serve(self) -> turmoil::Result {
+        let state = Arc::clone(&self.state);
+        self.recorder.sockets().spawn_closer(&state.name);
+        sleep_until_sim(state.start_at).await;
+        let transport = SimTransport::new(&state.name, self.recorder.clone());
+        let listener = transport.bind(&bind_addr()).await?;
+        let env = self.env();
+        let server = self.factory.build(&env);
+        let registrar = register(&state, &transport);
+        let mut leave = state.leave.subscribe();
+        let shutdown = async move {
+            let _ = leave.wait_for(|left| *left).await;
+            if let Some(registrar) = registrar {
+                let _ = registrar.stop().await;
+            }
+        };
+        server.serve(listener, shutdown).await?;
+        Ok(())
+    }
+
+    /// The host software turmoil runs (again on every restart).
+    pub(crate) fn software(self) -> impl Fn() -> Pin<Box<dyn Future<Output = turmoil::Result>>> {
+        move || Box::pin(self.clone().serve())
+    }
 }

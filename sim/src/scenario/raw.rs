@@ -67,6 +67,7 @@ pub(crate) struct RawServerGroup {
     pub(crate) forward_to: Option<Spanned<Vec<Spanned<String>>>>,
     pub(crate) forward_method: Option<Spanned<String>>,
     pub(crate) forward_timeout: Option<Spanned<DurationText>>,
+    pub(crate) code: Option<Spanned<String>>,
     #[serde(default)]
     pub(crate) hosts: BTreeMap<Spanned<String>, RawHostOverride>,
 }
@@ -108,6 +109,7 @@ pub(crate) struct RawClientGroup {
     pub(crate) breaker: Option<Spanned<RawBreaker>>,
     pub(crate) budget: Option<Spanned<RawBudget>>,
     pub(crate) hedge: Option<Spanned<RawHedge>>,
+    pub(crate) code: Option<Spanned<String>>,
 }
 
 /// One `mix` entry.

@@ -165,6 +165,13 @@ pub struct ServerGroup {
     /// replying (keys `forward_to`, `forward_method`, `forward_timeout`): the
     /// two-hop topology for deadline propagation.
     pub forward: Option<Forward>,
+    /// Key `code = "user"`: the group runs the user's router, plugged in by a
+    /// test through [`crate::Simulation::server`]; the built-in echo server
+    /// refuses to stand in for it (a scenario about a user's service must not
+    /// pass on the echo). Default `"echo"`: the echo server unless plugged.
+    pub user_code: bool,
+    /// The line of its `group` key, for messages about the group.
+    pub line: usize,
 }
 
 /// A server handler's onward call: static endpoints, round robin, no retry, the
@@ -239,6 +246,14 @@ pub struct ClientGroup {
     pub call: CallConfig,
     /// Per-connection settings.
     pub connection: ConnectionConfig,
+    /// Key `code = "user"`: the group runs the user's workload, plugged in by
+    /// a test through [`crate::Simulation::client`]; default `"echo"`.
+    pub user_code: bool,
+    /// The line of its `group` key, for messages about the group.
+    pub line: usize,
+    /// The line of its `method` (or `mix`) key: where a method the servers do
+    /// not serve is reported.
+    pub method_line: usize,
 }
 
 /// What a client issues and when.

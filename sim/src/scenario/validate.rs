@@ -570,7 +570,22 @@ fn check_server_group(
         hosts,
         service: service_name(cx, raw)?,
         forward: check_forward(cx, raw)?,
+        user_code: user_code(loc, raw.code.as_ref())?,
+        line: loc.line_of(raw.group.span().start),
     })
+}
+
+/// Key `code`: `"echo"` (default) or `"user"`.
+fn user_code(loc: &Locator<'_>, raw: Option<&Spanned<String>>) -> Result<bool, ScenarioError> {
+    match raw.map(|c| (c.get_ref().as_str(), c.span())) {
+        None | Some(("echo", _)) => Ok(false),
+        Some(("user", _)) => Ok(true),
+        Some((other, span)) => Err(loc.at(
+            span,
+            format!("code = {other:?}: the code under test is \"echo\" (built in) or \"user\" (plugged in by a test)"),
+            Some(did_you_mean_or_list(other, &["echo", "user"])),
+        )),
+    }
 }
 
 /// A server `start_at`: before the end of the scenario (a server that starts at
@@ -798,6 +813,14 @@ fn check_client_group(
             codec: codec(loc, raw.codec.as_ref())?,
         },
         connection: check_connection(loc, raw.connection.as_ref())?,
+        user_code: user_code(loc, raw.code.as_ref())?,
+        line: loc.line_of(raw.group.span().start),
+        method_line: raw
+            .method
+            .as_ref()
+            .map(|m| loc.line_of(m.span().start))
+            .or_else(|| raw.mix.as_ref().map(|m| loc.line_of(m.span().start)))
+            .unwrap_or_else(|| loc.line_of(raw.group.span().start)),
     })
 }
 

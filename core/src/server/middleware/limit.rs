@@ -15,6 +15,13 @@ use super::{Inner, ResponseFuture};
 use crate::server::{Request, Response};
 use crate::status::Status;
 
+/// How a rate-limit refusal's message ends: [`Metrics`](super::Metrics) tells
+/// it from a load-shed one (both are `ResourceExhausted`) by it.
+pub(super) const RATE_LIMITED: &str = "rate limit exceeded";
+
+/// How a load-shed refusal's message ends, for the same reason.
+pub(super) const SHED: &str = "shed";
+
 /// A token bucket on tokio's clock (virtual in the simulation).
 #[derive(Debug)]
 struct Bucket {
@@ -106,10 +113,8 @@ impl<S: Inner> tower::Service<Request> for RateLimit<S> {
             .unwrap_or_else(|p| p.into_inner())
             .try_take(Instant::now());
         if !admitted {
-            let status = Status::resource_exhausted(format!(
-                "{}: rate limit exceeded",
-                request.ctx.method()
-            ));
+            let status =
+                Status::resource_exhausted(format!("{}: {RATE_LIMITED}", request.ctx.method()));
             return Box::pin(std::future::ready(Ok(Response::error(
                 status.not_executed(),
             ))));
@@ -189,7 +194,7 @@ impl<S: Inner> tower::Service<Request> for LoadShed<S> {
         let guard = InProgress(Arc::clone(&self.in_progress));
         if previous >= self.max_in_progress {
             let status = Status::resource_exhausted(format!(
-                "{}: server overloaded ({} calls in progress), shed",
+                "{}: server overloaded ({} calls in progress), {SHED}",
                 request.ctx.method(),
                 self.max_in_progress
             ));

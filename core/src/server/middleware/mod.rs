@@ -3,15 +3,17 @@
 //! layer added runs first.
 //!
 //! - [`LoggingLayer`]: a tracing span per call and one line per outcome.
-//! - [`MetricsLayer`]: per-method counts by status and a latency histogram,
-//!   readable from code through [`Metrics`].
+//! - [`MetricsLayer`]: per-method counts by status, rejection reason, panics,
+//!   cancellations and deadline drops, and a latency histogram, readable from
+//!   code through [`Metrics`]; one entry per registered method plus one
+//!   [`UNKNOWN_METHOD`] entry, whatever names callers send.
 //! - [`RateLimitLayer`]: a token bucket; over the rate → `ResourceExhausted`.
 //! - [`LoadShedLayer`]: a bound on calls running at once; over it → `ResourceExhausted`.
 //! - [`AuthLayer`]: checks the `authorization` metadata value.
 //!
 //! Panic recovery is not optional: the connection runs every handler under
 //! `catch_unwind`, so a panic always becomes an `Internal` reply and the server
-//! lives on; [`MetricsLayer`] counts those as `Internal`.
+//! lives on; [`MetricsLayer`] counts those as `Internal` and as panics.
 //!
 //! Rejections by rate limit, load shed and auth are marked *not executed*: the
 //! handler never ran, so the caller may safely retry elsewhere.
@@ -28,7 +30,9 @@ use futures_util::future::BoxFuture;
 pub use auth::{Auth, AuthLayer, AUTHORIZATION};
 pub use limit::{LoadShed, LoadShedLayer, RateLimit, RateLimitLayer};
 pub use logging::{Logging, LoggingLayer};
-pub use metrics::{MethodSnapshot, Metrics, MetricsLayer, MetricsService};
+pub use metrics::{
+    MethodSnapshot, Metrics, MetricsLayer, MetricsService, Rejection, UNKNOWN_METHOD,
+};
 
 use super::{Request, Response};
 
