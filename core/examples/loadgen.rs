@@ -45,6 +45,11 @@ struct Args {
     /// Worker threads for `--runtime shared`.
     #[arg(long, default_value_t = 2)]
     threads: usize,
+    /// Soak mode: every call carries a unique tag and its reply must echo it;
+    /// a reply carrying another call's tag is counted as misrouted. Costs an
+    /// allocation per call, so do not compare its calls/s with plain runs.
+    #[arg(long)]
+    check: bool,
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -159,19 +164,37 @@ async fn drive<C: Caller>(
             .map(|(end, start)| end - start)
     });
     let mut workers = Vec::with_capacity(args.in_flight);
-    for _ in 0..args.in_flight {
+    let check = args.check;
+    for worker in 0..args.in_flight as u64 {
         let client = Arc::clone(&client);
         let payload = Arc::clone(&payload);
         workers.push(tokio::spawn(async move {
             let mut histogram =
                 Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
             let mut errors = 0u64;
+            let mut misrouted = 0u64;
+            let mut seq = 0u64;
             loop {
                 let start = Instant::now();
                 if start >= end {
                     break;
                 }
-                let result: Result<ByteBuf, Status> = client.call("Bench.Echo", &*payload).await;
+                let tagged;
+                let sent = if check {
+                    seq += 1;
+                    let mut bytes = payload.to_vec();
+                    bytes.resize(bytes.len().max(16), 0);
+                    bytes[..8].copy_from_slice(&worker.to_be_bytes());
+                    bytes[8..16].copy_from_slice(&seq.to_be_bytes());
+                    tagged = ByteBuf::from(bytes);
+                    &tagged
+                } else {
+                    &*payload
+                };
+                let result: Result<ByteBuf, Status> = client.call("Bench.Echo", sent).await;
+                if check && result.as_ref().is_ok_and(|reply| reply != sent) {
+                    misrouted += 1;
+                }
                 if start >= warmup_end {
                     match result {
                         Ok(_) => {
@@ -181,17 +204,24 @@ async fn drive<C: Caller>(
                     }
                 }
             }
-            (histogram, errors)
+            (histogram, errors, misrouted)
         }));
     }
     let mut total = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
     let mut errors = 0;
+    let mut misrouted = 0;
     for worker in workers {
-        let (histogram, worker_errors) = worker.await?;
+        let (histogram, worker_errors, worker_misrouted) = worker.await?;
         total.add(histogram)?;
         errors += worker_errors;
+        misrouted += worker_misrouted;
     }
     let calls = total.len();
+    let check = if check {
+        format!(" calls={calls} misrouted={misrouted}")
+    } else {
+        String::new()
+    };
     let cpu = match cpu_window.await? {
         Some(seconds) => format!(
             ", cpu={:.2} cores {:.2}us/call",
@@ -201,7 +231,7 @@ async fn drive<C: Caller>(
         None => String::new(),
     };
     println!(
-        "payload={}B in_flight={} connections={} codec={} runtime={}: {:.0} calls/s, p50={}us p99={}us max={}us, errors={}{cpu}",
+        "payload={}B in_flight={} connections={} codec={} runtime={}: {:.0} calls/s, p50={}us p99={}us max={}us, errors={}{check}{cpu}",
         args.payload,
         args.in_flight,
         args.connections,

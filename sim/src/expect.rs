@@ -291,7 +291,8 @@ impl<'t> Index<'t> {
     fn check(&self, expectation: &Expectation) -> Verdict {
         let filter = &expectation.filter;
         let (wanted, observed, pass) = match &expectation.check {
-            Check::SuccessRate { min } => self.success_rate(filter, *min),
+            Check::SuccessRate { min, max } => self.success_rate(filter, *min, *max),
+            Check::FailedCalls { min, max } => self.failed_calls(filter, *min, *max),
             Check::Latency {
                 percentile,
                 min,
@@ -347,6 +348,11 @@ impl<'t> Index<'t> {
             filter.admits_client(host)
                 && filter.contains(start)
                 && method_matches(filter, call.method)
+                && filter.may_have_executed.is_none_or(|wanted| {
+                    call.ends
+                        .first()
+                        .is_some_and(|e| e.may_have_executed == wanted)
+                })
         })
     }
 
@@ -361,7 +367,7 @@ impl<'t> Index<'t> {
     }
 
     /// Ok calls over started calls (a call that never resolved counts as not ok).
-    fn success_rate(&self, filter: &Filter, min: f64) -> (String, String, bool) {
+    fn success_rate(&self, filter: &Filter, min: f64, max: Option<f64>) -> (String, String, bool) {
         let mut total = 0u64;
         let mut failures: BTreeMap<&str, u64> = BTreeMap::new();
         for (_, call) in self.calls(filter) {
@@ -372,7 +378,11 @@ impl<'t> Index<'t> {
                 None => *failures.entry("unresolved").or_default() += 1,
             }
         }
-        let wanted = format!(">= {min}");
+        let wanted = match max {
+            None => format!(">= {min}"),
+            Some(max) if min == 0.0 => format!("<= {max}"),
+            Some(max) => format!("{min}..={max}"),
+        };
         if total == 0 {
             return (wanted, "no calls matched".into(), false);
         }
@@ -383,7 +393,39 @@ impl<'t> Index<'t> {
             total - failed,
             breakdown(&failures)
         );
-        (wanted, observed, rate >= min)
+        (
+            wanted,
+            observed,
+            rate >= min && max.is_none_or(|max| rate <= max),
+        )
+    }
+
+    /// Failed calls within bounds; a lower bound proves a fault had an effect.
+    fn failed_calls(
+        &self,
+        filter: &Filter,
+        min: Option<u64>,
+        max: Option<u64>,
+    ) -> (String, String, bool) {
+        let mut failures: BTreeMap<&str, u64> = BTreeMap::new();
+        for (_, call) in self.calls(filter) {
+            if let Some(end) = call.ends.first().filter(|end| end.outcome != OK) {
+                *failures.entry(end.outcome).or_default() += 1;
+            }
+        }
+        let failed: u64 = failures.values().sum();
+        let wanted = match (min, max) {
+            (Some(min), Some(max)) => format!("{min}..={max}"),
+            (Some(min), None) => format!(">= {min}"),
+            (None, Some(max)) => format!("<= {max}"),
+            (None, None) => "any".to_owned(),
+        };
+        let pass = min.is_none_or(|m| failed >= m) && max.is_none_or(|m| failed <= m);
+        (
+            wanted,
+            format!("{failed} failed{}", breakdown(&failures)),
+            pass,
+        )
     }
 
     /// Nearest-rank percentile of resolved calls' latencies.

@@ -29,7 +29,8 @@
 //! - [`expect`]: expectations evaluated on the trace.
 //! - [`report`]: the self-contained HTML timeline of a run.
 //! - [`shrink`]: a failing run reduced to a smaller scenario that still fails.
-//! - [`net`]: the turmoil [`squall::Transport`].
+//! - [`net`]: the turmoil [`squall::Transport`]; [`sockets`]: every connection's
+//!   halves, closed in a deterministic order when a host crashes.
 //! - [`recorder`] and [`trace`]: the event log, its text form and hash.
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 #![forbid(unsafe_code)]
@@ -43,6 +44,7 @@ pub mod report;
 pub mod scenario;
 pub mod shrink;
 pub mod simulation;
+pub mod sockets;
 pub mod testing;
 pub mod trace;
 mod world;

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use crate::net::Sockets;
+use crate::sockets::Sockets;
 use crate::trace::{Event, EventKind, Trace};
 
 /// The most events one run may record: far above any sane scenario (a 30 s run

@@ -404,7 +404,7 @@ impl Simulation {
         self.validate().map_err(|e| RunError {
             scenario: self.scenario.name.clone(),
             seed,
-            at: Duration::ZERO,
+            at: None,
             message: format!("{e}"),
         })?;
         world::run(self, seed)

@@ -10,19 +10,20 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
-use futures_util::{FutureExt, StreamExt};
+use futures_util::FutureExt;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{oneshot, Notify};
 use tokio::time::Instant;
-use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
 use super::table::CallTable;
 use super::{Caller, OutgoingRequest, Reply};
-use crate::conn::{Outbox, WriteQueue};
+use crate::conn::{FrameReader, Outbox, WriteQueue};
 use crate::context::call_deadline;
-use crate::protocol::{Codec, Flags, Frame, FrameCodec, FrameKind, Limits, Metadata};
-use crate::status::{Code, Status};
+use crate::protocol::{
+    goaway_last_read, request_frame, response_from_frame, Frame, FrameCodec, FrameKind, Limits,
+};
+use crate::status::Status;
 use crate::transport::Transport;
 
 /// Connection settings. Every timing is bounded so nothing ever hangs.
@@ -30,10 +31,12 @@ use crate::transport::Transport;
 pub struct ChannelConfig {
     /// How long `connect` may take before failing with `Unavailable`.
     pub connect_timeout: Duration,
-    /// Send a ping after this long without reading any frame.
+    /// Send a ping after this long without receiving any byte. Bytes, not
+    /// frames: a large reply arriving slowly is progress, and a pong cannot
+    /// overtake it.
     pub keepalive_interval: Duration,
-    /// Declare the peer dead if nothing arrives this long after a ping. A dead
-    /// peer is detected at most `2 × interval + timeout` after its last frame.
+    /// Declare the peer dead if no byte arrives this long after a ping. A dead
+    /// peer is detected at most `2 × interval + timeout` after its last byte.
     pub keepalive_timeout: Duration,
     /// Most calls waiting for a reply on this connection; more are refused with
     /// `ResourceExhausted` (not executed).
@@ -202,6 +205,49 @@ impl Shared {
         next
     }
 
+    /// Fails the calls whose requests were not completely written, as not
+    /// executed: the connection is closing and the peer cannot have read them.
+    /// (Called just before `close`, which fails the rest as "may have executed".)
+    fn fail_unsent<W: AsyncWrite + Unpin>(&self, outbox: &Outbox<W>) {
+        let mut ids = Vec::new();
+        outbox.unwritten_request_ids(&mut ids);
+        self.queue.queued_request_ids(&mut ids);
+        let unsent = {
+            let mut pending = self.pending();
+            let unsent: Vec<Entry> = ids
+                .into_iter()
+                .filter_map(|id| pending.calls.remove(id))
+                .collect();
+            self.in_flight.fetch_sub(unsent.len(), Ordering::Relaxed);
+            unsent
+        };
+        for entry in unsent {
+            let status = Status::unavailable(format!(
+                "connection to {} closed before the request was written",
+                self.peer
+            ));
+            let _ = entry.waiter.send(Err(status.not_executed()));
+        }
+    }
+
+    /// Fails every waiting call with an id above `last_read` as not executed
+    /// (the server's goaway says it never read them).
+    fn fail_unread(&self, last_read: u64) {
+        let unread = {
+            let mut pending = self.pending();
+            let unread = pending.calls.extract_by_id_if(|id, _| id > last_read);
+            self.in_flight.fetch_sub(unread.len(), Ordering::Relaxed);
+            unread
+        };
+        for (_, entry) in unread {
+            let status = Status::unavailable(format!(
+                "{} sent goaway before reading this request",
+                self.peer
+            ));
+            let _ = entry.waiter.send(Err(status.not_executed()));
+        }
+    }
+
     fn cancel(&self, id: u64) {
         if self.remove(id).is_some() {
             let _ = self.queue.send(&Frame::control(FrameKind::Cancel, id));
@@ -348,24 +394,15 @@ impl Channel {
             }
         }
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-        let frame = Frame {
-            kind: FrameKind::Request,
-            codec: request.codec.id(),
-            flags: Flags(if request.idempotent {
-                Flags::IDEMPOTENT
-            } else {
-                0
-            }),
-            request_id: id,
-            meta: Metadata {
-                method: Some(request.method),
-                deadline: deadline.map(|d| d - now),
-                status: None,
-                message: None,
-                entries: request.metadata,
-            },
-            body: request.body,
-        };
+        let frame = request_frame(
+            id,
+            request.codec,
+            request.idempotent,
+            request.method,
+            deadline.map(|d| d - now),
+            request.metadata,
+            request.body,
+        );
         let (tx, rx) = oneshot::channel();
         {
             let mut pending = shared.pending();
@@ -470,24 +507,7 @@ impl PendingCall {
 }
 
 fn reply_from_frame(frame: Frame) -> Result<Reply, Status> {
-    match frame.meta.status {
-        None | Some(Code::Ok) => {
-            let codec = Codec::from_id(frame.codec).unwrap_or_default();
-            Ok(Reply {
-                codec,
-                body: frame.body,
-            })
-        }
-        Some(code) => {
-            let message = frame.meta.message.unwrap_or_default();
-            let status = Status::new(code, message);
-            Err(if frame.flags.contains(Flags::NOT_EXECUTED) {
-                status.not_executed()
-            } else {
-                status
-            })
-        }
-    }
+    response_from_frame(frame).map(|(codec, body)| Reply { codec, body })
 }
 
 impl Future for PendingCall {
@@ -553,7 +573,7 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut frames = FramedRead::new(reader, FrameCodec::new(shared.config.limits));
+    let mut frames = FrameReader::new(reader, FrameCodec::new(shared.config.limits), None);
     let interval = shared.config.keepalive_interval;
     let timeout = shared.config.keepalive_timeout;
     let keepalive = tokio::time::sleep(interval);
@@ -562,8 +582,10 @@ where
     let far_future = || Instant::now() + Duration::from_secs(86_400 * 365);
     let deadlines = tokio::time::sleep_until(far_future());
     tokio::pin!(deadlines);
-    // Frames read since the last keepalive check: cheaper than a clock read per frame.
-    let mut frames_read: u64 = 0;
+    // Bytes read as of the last keepalive check: liveness is progress, so a
+    // reply still arriving counts, not only whole frames. Cheaper than a clock
+    // read per read.
+    let mut bytes_seen: u64 = 0;
     let mut ping_out = false;
     let peer = shared.peer.clone();
     // Created once, not per loop turn: a fresh `Notified` registers itself in the
@@ -586,8 +608,9 @@ where
             biased;
             // Writes first: a chunk the stream is not ready for is driven to
             // completion before anything else, then the outbox refills.
-            written = outbox.write_chunk(), if outbox.has_chunk() => {
+            written = outbox.write_chunk(&shared.queue), if outbox.has_chunk() => {
                 if let Err(error) = written {
+                    shared.fail_unsent(&outbox);
                     shared.close(Status::unavailable(format!("write to {peer} failed: {error}")));
                     return None;
                 }
@@ -631,15 +654,14 @@ where
                         None => break None,
                     }
                 };
-                frames_read += handled;
                 if let Some(reason) = end {
                     break reason;
                 }
             }
             () = &mut keepalive => {
                 let now = Instant::now();
-                if frames_read > 0 {
-                    frames_read = 0;
+                if frames.bytes_read() != bytes_seen {
+                    bytes_seen = frames.bytes_read();
                     ping_out = false;
                     keepalive.as_mut().reset(now + interval);
                 } else if !ping_out {
@@ -655,6 +677,7 @@ where
             }
         }
     };
+    shared.fail_unsent(&outbox);
     shared.close(reason);
     Some(outbox)
 }
@@ -671,6 +694,11 @@ fn on_frame(shared: &Shared, frame: Frame) {
                 shared
                     .state
                     .compare_exchange(OPEN, DRAINING, Ordering::AcqRel, Ordering::Acquire);
+            // The server read nothing after `last_read`: later calls did not run,
+            // so they fail now, safe to re-send elsewhere.
+            if let Some(last_read) = goaway_last_read(&frame) {
+                shared.fail_unread(last_read);
+            }
             if shared.pending().calls.is_empty() {
                 shared.close(
                     Status::unavailable(format!("{} sent goaway", shared.peer)).not_executed(),

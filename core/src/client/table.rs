@@ -111,16 +111,24 @@ impl<T> CallTable<T> {
     /// Removes the entries for which `expired` returns true and returns them,
     /// in slot order then id order.
     pub(crate) fn extract_if(&mut self, mut expired: impl FnMut(&T) -> bool) -> Vec<(u64, T)> {
+        self.extract_by_id_if(|_, value| expired(value))
+    }
+
+    /// Like [`CallTable::extract_if`], deciding on the id too.
+    pub(crate) fn extract_by_id_if(
+        &mut self,
+        mut expired: impl FnMut(u64, &T) -> bool,
+    ) -> Vec<(u64, T)> {
         let mut out = Vec::new();
         for slot in &mut self.slots {
-            if slot.as_ref().is_some_and(|(_, value)| expired(value)) {
+            if slot.as_ref().is_some_and(|(id, value)| expired(*id, value)) {
                 out.extend(slot.take());
             }
         }
         let overflowed: Vec<u64> = self
             .overflow
             .iter()
-            .filter(|(_, value)| expired(value))
+            .filter(|(&id, value)| expired(id, value))
             .map(|(&id, _)| id)
             .collect();
         for id in overflowed {

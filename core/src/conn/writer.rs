@@ -1,17 +1,20 @@
-//! The coalescing writer. Any task may queue a frame: it is encoded at once into a
-//! shared buffer (on the caller's task, so the writer task only does I/O). The
-//! writer task swaps the whole buffer out and writes it with one `write_all`, so
-//! a burst of N frames costs one syscall, not N.
+//! The outgoing queue and the write half. Any task may queue a frame: it is
+//! encoded at once into a shared buffer (on the caller's task, so the
+//! connection's task only does I/O) and counted against the queue's byte
+//! budget, whatever its kind — a reply, a refusal, a pong, a goaway.
 //!
-//! The writing can also be done by the task that reads the connection, through
-//! an [`Outbox`]: replies queued by handlers that ran inline on the reader's task
-//! are then written by that same task, with no hand-off to another task (which
-//! on a multi-threaded runtime is often a wake-up on another core).
+//! The task that reads the connection also writes it, through an [`Outbox`]: it
+//! swaps the whole buffer out and writes it in as few calls as the stream
+//! takes, so a burst of N frames costs one syscall, not N, and replies queued by
+//! handlers that ran inline on that task are written with no hand-off to
+//! another task (on a multi-threaded runtime, often a wake-up on another core).
+//! Bytes count against the budget until they are written to the stream, not
+//! merely taken from the queue.
 
 use std::future::poll_fn;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
 
 use bytes::BytesMut;
@@ -19,7 +22,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::futures::Notified;
 use tokio::sync::Notify;
 
-use crate::protocol::{Frame, FrameCodec, ProtocolError};
+use crate::protocol::{Frame, FrameCodec, FrameKind, ProtocolError, HEADER_LEN};
 use crate::status::Status;
 
 /// Why a frame could not be queued.
@@ -74,14 +77,28 @@ pub(crate) struct WriteQueue {
     state: Mutex<State>,
     /// Wakes the writer when it is parked and a frame is queued, or on close.
     wake: Notify,
-    /// Backlog bound in bytes: past it, new frames are refused (limits on everything).
+    /// Backlog bound in bytes: past it, new requests are refused and a server
+    /// stops reading from the peer (limits on everything).
     backlog_max: usize,
-    /// `state.buf.len()`, mirrored for [`WriteQueue::is_full`] without the lock.
-    queued: AtomicUsize,
+    /// Bytes encoded and not yet written to the stream: those still queued and
+    /// those the writer holds. Every frame counts, whatever its kind; lock-free
+    /// so [`WriteQueue::is_full`] is cheap on the hot path. Shared (not copied)
+    /// with whoever reports it, so counting costs no extra atomic operation.
+    unwritten: Arc<AtomicUsize>,
 }
 
 impl WriteQueue {
     pub(crate) fn new(codec: FrameCodec, backlog_max: usize) -> WriteQueue {
+        WriteQueue::with_counter(codec, backlog_max, Arc::default())
+    }
+
+    /// A queue that counts its unwritten bytes in `unwritten` (which the
+    /// server's stats read).
+    pub(crate) fn with_counter(
+        codec: FrameCodec,
+        backlog_max: usize,
+        unwritten: Arc<AtomicUsize>,
+    ) -> WriteQueue {
         WriteQueue {
             codec,
             state: Mutex::new(State {
@@ -91,7 +108,7 @@ impl WriteQueue {
             }),
             wake: Notify::new(),
             backlog_max,
-            queued: AtomicUsize::new(0),
+            unwritten,
         }
     }
 
@@ -102,17 +119,33 @@ impl WriteQueue {
     }
 
     /// Encodes `frame` whatever the backlog: for answers to work already
-    /// admitted (responses, pongs, goaway), which must never be dropped — a
-    /// dropped response leaves its caller waiting for a reply that will not
-    /// come. Their total is bounded by calls in flight × the frame limit.
+    /// admitted (responses), which must never be dropped — a dropped response
+    /// leaves its caller waiting for a reply that will not come. They still
+    /// count against the budget: a server stops reading from a peer whose queue
+    /// is over it, so what is queued past the budget is bounded by the calls
+    /// already in flight × the frame limit, plus one batch of control replies.
     pub(crate) fn send_always(&self, frame: &Frame) -> Result<(), QueueError> {
         self.push(frame, false)
     }
 
-    /// Whether the backlog is over its limit (the server stops admitting
-    /// requests). Lock-free: read once per request on the hot path.
+    /// Whether the backlog is over its limit (the server stops reading; new
+    /// requests are refused). Lock-free: read once per request on the hot path.
     pub(crate) fn is_full(&self) -> bool {
-        self.queued.load(Ordering::Relaxed) > self.backlog_max
+        self.unwritten() > self.backlog_max
+    }
+
+    /// Bytes queued or being written, not yet written.
+    pub(crate) fn unwritten(&self) -> usize {
+        self.unwritten.load(Ordering::Relaxed)
+    }
+
+    fn add_unwritten(&self, count: usize) {
+        self.unwritten.fetch_add(count, Ordering::Relaxed);
+    }
+
+    /// Counts `count` bytes as written to the stream.
+    fn written(&self, count: usize) {
+        self.unwritten.fetch_sub(count, Ordering::Relaxed);
     }
 
     fn push(&self, frame: &Frame, bounded: bool) -> Result<(), QueueError> {
@@ -120,13 +153,14 @@ impl WriteQueue {
         if state.closed {
             return Err(QueueError::Closed);
         }
-        if bounded && state.buf.len() > self.backlog_max {
+        if bounded && self.is_full() {
             return Err(QueueError::Full);
         }
+        let before = state.buf.len();
         self.codec
             .encode_frame(frame, &mut state.buf)
             .map_err(QueueError::Protocol)?;
-        self.queued.store(state.buf.len(), Ordering::Relaxed);
+        self.add_unwritten(state.buf.len() - before);
         let parked = std::mem::replace(&mut state.writer_parked, false);
         drop(state);
         if parked {
@@ -156,6 +190,12 @@ impl WriteQueue {
         self.wake.notified()
     }
 
+    /// Appends the ids of the requests still queued (none of their bytes written).
+    pub(crate) fn queued_request_ids(&self, ids: &mut Vec<u64>) {
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        request_ids_after(&state.buf, 0, ids);
+    }
+
     /// Takes everything queued, leaving `spare`'s allocation in its place.
     /// Returns `None` when closed and drained; `Some(false)` when there is
     /// nothing to write, and the writer is then parked: the next frame queued
@@ -171,7 +211,6 @@ impl WriteQueue {
             return Some(false);
         }
         std::mem::swap(&mut state.buf, spare);
-        self.queued.store(0, Ordering::Relaxed);
         Some(true)
     }
 }
@@ -199,6 +238,12 @@ impl<W: AsyncWrite + Unpin> Outbox<W> {
         }
     }
 
+    /// Appends the ids of the requests in the chunk not completely written: the
+    /// peer cannot have read them whole, so they did not run.
+    pub(crate) fn unwritten_request_ids(&self, ids: &mut Vec<u64>) {
+        request_ids_after(&self.chunk, self.written, ids);
+    }
+
     /// Whether bytes are waiting to be written.
     pub(crate) fn has_chunk(&self) -> bool {
         !self.chunk.is_empty()
@@ -212,11 +257,15 @@ impl<W: AsyncWrite + Unpin> Outbox<W> {
 
     /// Writes the chunk; resolves when all of it is written. Cancel-safe: what
     /// is written stays written, and the next call goes on from there.
-    pub(crate) async fn write_chunk(&mut self) -> std::io::Result<()> {
-        poll_fn(|cx| self.poll_write_chunk(cx)).await
+    pub(crate) async fn write_chunk(&mut self, queue: &WriteQueue) -> std::io::Result<()> {
+        poll_fn(|cx| self.poll_write_chunk(queue, cx)).await
     }
 
-    fn poll_write_chunk(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_write_chunk(
+        &mut self,
+        queue: &WriteQueue,
+        cx: &mut Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
         while self.written < self.chunk.len() {
             let unwritten = &self.chunk[self.written..];
             let count = ready!(Pin::new(&mut self.writer).poll_write(cx, unwritten))?;
@@ -224,6 +273,7 @@ impl<W: AsyncWrite + Unpin> Outbox<W> {
                 return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
             }
             self.written += count;
+            queue.written(count);
         }
         self.chunk.clear();
         self.written = 0;
@@ -233,11 +283,29 @@ impl<W: AsyncWrite + Unpin> Outbox<W> {
     /// Writes the rest and everything still queued, then shuts the stream down.
     /// The caller has closed the queue (or will), so this ends.
     pub(crate) async fn finish(mut self, queue: &WriteQueue) -> std::io::Result<()> {
-        if let Err(error) = self.write_chunk().await {
+        if let Err(error) = self.write_chunk(queue).await {
             queue.close();
             return Err(error);
         }
         run_writer(queue, self.writer).await
+    }
+}
+
+/// Appends the ids of the request frames in `encoded` (whole frames, as the
+/// queue encoded them) that end after byte `written`.
+fn request_ids_after(encoded: &[u8], written: usize, ids: &mut Vec<u64>) {
+    let mut at = 0usize;
+    while let Some(header) = encoded.get(at..at + HEADER_LEN) {
+        let field = |range: std::ops::Range<usize>| -> usize {
+            header[range]
+                .iter()
+                .fold(0usize, |value, &byte| value << 8 | usize::from(byte))
+        };
+        let end = at + HEADER_LEN + field(14..18) + field(18..22);
+        if header[3] == FrameKind::Request as u8 && end > written {
+            ids.push(field(6..14) as u64);
+        }
+        at = end;
     }
 }
 
@@ -259,6 +327,9 @@ async fn run_writer<W: AsyncWrite + Unpin>(
             }
             Some(true) => {
                 let result = writer.write_all(&chunk).await;
+                if result.is_ok() {
+                    queue.written(chunk.len());
+                }
                 chunk.clear();
                 if let Err(error) = result {
                     queue.close();
@@ -268,4 +339,58 @@ async fn run_writer<W: AsyncWrite + Unpin>(
         }
     }
     writer.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::Limits;
+
+    fn request(id: u64) -> Frame {
+        let mut frame = Frame::control(FrameKind::Request, id);
+        frame.meta.method = Some("Echo.Echo".into());
+        frame.body = bytes::Bytes::from_static(b"\x07");
+        frame
+    }
+
+    #[test]
+    fn requests_not_completely_written_are_found_in_the_encoded_bytes() {
+        let codec = FrameCodec::new(Limits::default());
+        let mut encoded = BytesMut::new();
+        codec.encode_frame(&request(1), &mut encoded).unwrap();
+        let first_end = encoded.len();
+        codec
+            .encode_frame(&Frame::control(FrameKind::Ping, 9), &mut encoded)
+            .unwrap();
+        codec.encode_frame(&request(2), &mut encoded).unwrap();
+        let mut ids = Vec::new();
+        request_ids_after(&encoded, first_end - 1, &mut ids);
+        assert_eq!(
+            ids,
+            [1, 2],
+            "a request written but for its last byte did not run"
+        );
+        ids.clear();
+        request_ids_after(&encoded, first_end, &mut ids);
+        assert_eq!(
+            ids,
+            [2],
+            "pings are not calls; a written request may have run"
+        );
+    }
+
+    #[test]
+    fn every_frame_counts_against_the_budget() {
+        let queue = WriteQueue::new(FrameCodec::new(Limits::default()), 30);
+        queue
+            .send_always(&Frame::control(FrameKind::Pong, 1))
+            .unwrap();
+        assert!(!queue.is_full(), "22 bytes are within 30");
+        queue
+            .send_always(&Frame::control(FrameKind::GoAway, 0))
+            .unwrap();
+        assert!(queue.is_full(), "pongs and goaways count too");
+        assert!(matches!(queue.send(&request(3)), Err(QueueError::Full)));
+        assert_eq!(queue.unwritten(), 44);
+    }
 }

@@ -120,16 +120,30 @@ impl FrameCodec {
         &self.limits
     }
 
+    /// Whether a header was decoded and its frame's metadata and body have not
+    /// all arrived yet.
+    pub fn is_mid_frame(&self) -> bool {
+        matches!(self.state, DecodeState::Data(_))
+    }
+
     fn decode_head(&self, src: &mut BytesMut) -> Result<Option<Header>, ProtocolError> {
+        // Magic and version are checked on the first bytes that arrive, not once
+        // a whole header is in: a peer that does not speak squall (a stray
+        // `GET /`) is told so at once instead of holding the connection open.
+        // (Both magic bytes are awaited, so the error names the same two bytes
+        // however the stream was split.)
+        if let Some(magic) = src.get(..2) {
+            if magic != MAGIC {
+                return Err(ProtocolError::BadMagic([magic[0], magic[1]]));
+            }
+        }
+        if let Some(&version) = src.get(2) {
+            if version != VERSION {
+                return Err(ProtocolError::UnsupportedVersion(version));
+            }
+        }
         if src.len() < HEADER_LEN {
             return Ok(None);
-        }
-        let magic = [src[0], src[1]];
-        if magic != MAGIC {
-            return Err(ProtocolError::BadMagic(magic));
-        }
-        if src[2] != VERSION {
-            return Err(ProtocolError::UnsupportedVersion(src[2]));
         }
         let kind = FrameKind::from_u8(src[3]).ok_or(ProtocolError::UnknownKind(src[3]))?;
         let codec = CodecId::from_u8(src[4]).ok_or(ProtocolError::UnknownCodec(src[4]))?;
@@ -188,16 +202,15 @@ impl Decoder for FrameCodec {
                     self.state = DecodeState::Data(header);
                     header
                 }
-                None => {
-                    src.reserve(HEADER_LEN);
-                    return Ok(None);
-                }
+                None => return Ok(None),
             },
             DecodeState::Data(header) => header,
         };
         let total = header.meta_len + header.body_len;
+        // Nothing is reserved for the announced length: the buffer grows only
+        // as bytes arrive, so a header announcing 16 MiB costs 22 bytes until
+        // the peer actually sends the rest (and the reader bounds how long it may take).
         if src.len() < total {
-            src.reserve(total - src.len());
             return Ok(None);
         }
         self.state = DecodeState::Head;
@@ -477,6 +490,28 @@ mod tests {
         assert!(error
             .to_string()
             .contains("does not speak the squall protocol"));
+    }
+
+    #[test]
+    fn read_bad_magic_on_the_first_two_bytes() {
+        let mut src = BytesMut::from(&b"GE"[..]);
+        let error = FrameCodec::default().decode(&mut src).unwrap_err();
+        assert!(matches!(error, ProtocolError::BadMagic([b'G', b'E'])));
+        let mut src = BytesMut::from(&b"SQ"[..]);
+        assert!(FrameCodec::default().decode(&mut src).unwrap().is_none());
+        let mut src = BytesMut::from(&b"SQ\x07"[..]);
+        let error = FrameCodec::default().decode(&mut src).unwrap_err();
+        assert!(matches!(error, ProtocolError::UnsupportedVersion(7)));
+    }
+
+    #[test]
+    fn read_incomplete_data_reserves_nothing_for_the_announced_length() {
+        let bytes = encode_to_bytes(&request(), Limits::default()).unwrap();
+        let mut src = BytesMut::with_capacity(HEADER_LEN + 1);
+        src.extend_from_slice(&bytes[..HEADER_LEN + 1]);
+        let capacity = src.capacity();
+        assert!(FrameCodec::default().decode(&mut src).unwrap().is_none());
+        assert!(src.capacity() <= capacity);
     }
 
     #[test]

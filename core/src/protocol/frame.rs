@@ -8,8 +8,13 @@ use crate::status::Code;
 
 /// The two magic bytes that open every frame: `SQ`.
 pub const MAGIC: [u8; 2] = *b"SQ";
-/// The protocol version this crate speaks.
+/// The protocol version this crate speaks: the major version, carried in every
+/// header. Frames of every 1.x minor version have the same layout, so it stays 1.
 pub const VERSION: u8 = 1;
+/// The minor version this crate implements (documented in `docs/PROTOCOL.md`):
+/// 1.1 added the `NOT_RETRYABLE`/`RETRYABLE` response flags and the goaway's
+/// last-read request id. It is not on the wire; it names what a peer may send.
+pub const VERSION_MINOR: u8 = 1;
 /// Bytes in the fixed header: magic(2) version(1) kind(1) codec(1) flags(1)
 /// request id(8) metadata length(4) body length(4).
 pub const HEADER_LEN: usize = 22;
@@ -81,9 +86,18 @@ impl Flags {
     /// Request: the method is declared idempotent (informational for the server).
     pub const IDEMPOTENT: u8 = 0x01;
     /// Response: the handler did not run (shed, refused, unknown method); safe to re-send.
+    /// GoAway (1.1): every request with an id above the goaway's is not executed.
     pub const NOT_EXECUTED: u8 = 0x02;
+    /// Response (1.1): the server says do not retry, though the code is retryable
+    /// by default (without it the client would retry a failure the server knows
+    /// is permanent).
+    pub const NOT_RETRYABLE: u8 = 0x04;
+    /// Response (1.1): the server says this failure is worth retrying, though the
+    /// code is not retryable by default.
+    pub const RETRYABLE: u8 = 0x08;
     /// Every bit this version defines.
-    pub const KNOWN: u8 = Flags::IDEMPOTENT | Flags::NOT_EXECUTED;
+    pub const KNOWN: u8 =
+        Flags::IDEMPOTENT | Flags::NOT_EXECUTED | Flags::NOT_RETRYABLE | Flags::RETRYABLE;
 
     /// Whether `bit` is set.
     pub fn contains(self, bit: u8) -> bool {

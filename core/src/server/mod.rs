@@ -1,46 +1,79 @@
 //! The server: a [`Router`] behind a stack of `tower` layers, served on any
 //! [`Listener`].
 //!
-//! Per connection: one reader loop, one writer task, one task per request.
-//! Bounded connections (a semaphore) and bounded in-flight requests per
-//! connection. Graceful shutdown: goaway to every client, in-flight calls finish
-//! within a grace period, new calls are refused with `Unavailable` (not executed).
+//! Per connection: one task reads frames and writes replies (the engine in
+//! `conn`), one task per request that does not finish at once. Bounded
+//! connections (a semaphore; at the limit the oldest idle connection is shed),
+//! bounded in-flight requests, bounded memory per connection and server-wide.
+//! Graceful shutdown: goaway to every client, idle connections close at once,
+//! in-flight calls finish within a grace period, new calls are refused with
+//! `Unavailable` (not executed).
 
+mod admission;
 mod connection;
 pub mod middleware;
 mod router;
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 use tower::util::BoxCloneService;
 use tower::Layer;
 
+pub use admission::ServerStats;
 pub use router::{Methods, Request, Response, Router, Service};
 
-use crate::protocol::Limits;
+use crate::conn::ReadBudget;
+use crate::protocol::{goaway_frame, FrameCodec, Limits};
 use crate::transport::Listener;
 
 /// The type-erased middleware stack every connection clones.
 pub type BoxService = BoxCloneService<Request, Response, Infallible>;
 
 /// Server limits and timings. Every field has a bound; defaults are in [`Default`].
+///
+/// Memory per connection is bounded whatever the peer does: what it has sent
+/// in part (at most one frame, and all connections together at most
+/// `partial_frames_budget_max`), plus what is queued for it (reading stops at
+/// `write_backlog_max`; past that only replies to calls already running are
+/// queued, at most `max_in_flight_per_connection` times the frame limit), plus
+/// the requests running.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
-    /// Most simultaneous connections; extra connections are closed at once.
+    /// Most simultaneous connections. At the limit, the oldest connection with
+    /// no call in flight is shed (goaway, then closed) to make room; if every
+    /// connection is busy, the new one is sent a goaway saying nothing ran and
+    /// closed at once.
     pub max_connections: usize,
     /// Most requests running at once on one connection; more are refused with
     /// `ResourceExhausted` (not executed, so safe to retry).
     pub max_in_flight_per_connection: usize,
     /// Frame limits, enforced on both encode and decode.
     pub limits: Limits,
-    /// Most unwritten bytes per connection before responses are dropped (a peer
-    /// that does not read must not exhaust memory).
+    /// The byte budget of a connection's outgoing queue; every frame counts
+    /// against it (replies, refusals, pongs, goaways). Over it, the server stops
+    /// reading from that peer (TCP then pushes back on the sender) and refuses
+    /// new requests; replies to calls already running are still queued.
     pub write_backlog_max: usize,
+    /// A peer whose queue stays over `write_backlog_max` this long is not
+    /// reading: the connection is cut (logged), freeing what was queued for it.
+    pub write_stall_timeout: Duration,
+    /// Bytes of partly received frames the server buffers over all its
+    /// connections; a connection that would go past it is cut (logged). At
+    /// least one frame limit, or the largest frames could never arrive.
+    pub partial_frames_budget_max: usize,
+    /// A connection holding part of a frame that receives no byte for this long
+    /// is cut: a header whose body never completes pins nothing for long.
+    pub frame_timeout: Duration,
+    /// A new connection must deliver a whole first frame within this long, or it
+    /// is cut (a socket that never speaks would hold a connection slot).
+    pub first_frame_timeout: Duration,
     /// How long in-flight calls may run after shutdown begins.
     pub shutdown_grace: Duration,
     /// A connection with no frames and no calls for this long is closed.
@@ -53,10 +86,32 @@ impl Default for ServerConfig {
             max_connections: 1024,
             max_in_flight_per_connection: 1024,
             limits: Limits::default(),
-            write_backlog_max: 32 * 1024 * 1024,
+            write_backlog_max: 4 * 1024 * 1024,
+            write_stall_timeout: Duration::from_secs(30),
+            partial_frames_budget_max: 256 * 1024 * 1024,
+            frame_timeout: Duration::from_secs(30),
+            first_frame_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(300),
         }
+    }
+}
+
+impl ServerConfig {
+    /// How often a connection checks its timers (idle, frame progress, first
+    /// frame, write stall): a quarter of the shortest, so each fires at most a
+    /// quarter late, without a clock read per frame.
+    pub(crate) fn check_interval(&self) -> Duration {
+        let shortest = [
+            self.idle_timeout / 2,
+            self.write_stall_timeout,
+            self.frame_timeout,
+            self.first_frame_timeout,
+        ]
+        .into_iter()
+        .min()
+        .unwrap_or(self.idle_timeout);
+        (shortest / 4).max(Duration::from_millis(1))
     }
 }
 
@@ -67,6 +122,8 @@ pub struct Server {
     service: BoxService,
     /// Limits and timings.
     config: ServerConfig,
+    /// Live figures, shared with the running server.
+    stats: ServerStats,
 }
 
 impl std::fmt::Debug for Server {
@@ -83,7 +140,14 @@ impl Server {
         Server {
             service: BoxCloneService::new(router),
             config: ServerConfig::default(),
+            stats: ServerStats::default(),
         }
+    }
+
+    /// Live figures of this server (memory held by its connections, what its
+    /// limits did). Take it before `serve`; it stays valid while serving.
+    pub fn stats(&self) -> ServerStats {
+        self.stats.clone()
     }
 
     /// Replaces the configuration.
@@ -114,8 +178,16 @@ impl Server {
         shutdown: impl Future<Output = ()>,
     ) -> std::io::Result<()> {
         let config = Arc::new(self.config);
+        let stats = self.stats;
         let permits = Arc::new(Semaphore::new(config.max_connections));
-        let (stop_tx, stop_rx) = watch::channel(false);
+        let refusals = Arc::new(Semaphore::new(REFUSALS_MAX));
+        let read_budget = Arc::new(ReadBudget::new(
+            config.partial_frames_budget_max,
+            Arc::clone(&stats.inner.partial_frame_bytes),
+        ));
+        // Cancelled to begin graceful shutdown; each connection's drain token is
+        // a child of it, so one token per connection serves shutdown and shedding.
+        let stop = CancellationToken::new();
         let mut connections = JoinSet::new();
         tokio::pin!(shutdown);
         loop {
@@ -133,23 +205,85 @@ impl Server {
                             continue;
                         }
                     };
-                    let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
-                        tracing::warn!(peer = %conn.peer, limit = config.max_connections, "refusing connection: at the connection limit");
-                        continue;
+                    let admitted = match Arc::clone(&permits).try_acquire_owned() {
+                        Ok(permit) => connection::Admitted::Now(permit),
+                        // At the limit: make room by shedding the oldest idle
+                        // connection; the new one takes its slot once it closes.
+                        Err(_) if stats.inner.open.shed_oldest_idle() => {
+                            stats.inner.connections_shed.fetch_add(1, Ordering::Relaxed);
+                            tracing::info!(peer = %conn.peer, limit = config.max_connections, "at the connection limit: shedding the oldest idle connection");
+                            connection::Admitted::After(Arc::clone(&permits))
+                        }
+                        Err(_) => {
+                            stats.inner.connections_refused.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(peer = %conn.peer, limit = config.max_connections, "refusing connection: at the connection limit, none idle");
+                            refuse(conn, &config, &refusals);
+                            continue;
+                        }
                     };
-                    connections.spawn(connection::serve_connection(
+                    let (id, handle) = stats.inner.open.open(&stop);
+                    let stats_inner = Arc::clone(&stats.inner);
+                    let serve = connection::serve_connection(
                         conn,
                         self.service.clone(),
-                        Arc::clone(&config),
-                        stop_rx.clone(),
-                        permit,
-                    ));
+                        connection::Shared {
+                            config: Arc::clone(&config),
+                            stats: Arc::clone(&stats.inner),
+                            read_budget: Arc::clone(&read_budget),
+                            handle,
+                        },
+                        admitted,
+                    );
+                    connections.spawn(async move {
+                        serve.await;
+                        stats_inner.open.close(id);
+                    });
                 }
             }
         }
         drop(listener);
-        let _ = stop_tx.send(true);
+        stop.cancel();
         while connections.join_next().await.is_some() {}
         Ok(())
     }
+}
+
+/// Most refusals being written at once; past it, a refused connection is
+/// closed without one (a connect flood must not buy a task per socket).
+const REFUSALS_MAX: usize = 64;
+/// How long a refusal may take to write.
+const REFUSAL_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Refuses a connection at the limit: a goaway saying no request on it ran
+/// (last read id 0), so its client knows the calls it already wrote are safe
+/// to re-send, then close. Written on a task of its own, bounded in number and
+/// time: the accept loop never waits on a peer.
+fn refuse<R, W>(
+    conn: crate::transport::Connection<R, W>,
+    config: &ServerConfig,
+    refusals: &Arc<Semaphore>,
+) where
+    R: Send + 'static,
+    W: tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    use tokio::io::AsyncWriteExt;
+    let Ok(permit) = Arc::clone(refusals).try_acquire_owned() else {
+        return;
+    };
+    let mut bytes = bytes::BytesMut::new();
+    if FrameCodec::new(config.limits)
+        .encode_frame(&goaway_frame(0), &mut bytes)
+        .is_err()
+    {
+        return;
+    }
+    tokio::spawn(async move {
+        let _permit = permit;
+        let mut conn = conn;
+        let write = async {
+            conn.writer.write_all(&bytes).await?;
+            conn.writer.shutdown().await
+        };
+        let _ = tokio::time::timeout(REFUSAL_TIMEOUT, write).await;
+    });
 }

@@ -236,6 +236,18 @@ impl ClientEnv {
         self.seeds.stream(&format!("user/{name}"))
     }
 
+    /// This host's view of the simulated network, for a plain
+    /// [`squall::Channel`] or [`Pool`] of the user's own (`addr_of(host)`).
+    /// Calls over those are not traced as calls; prefer [`ClientEnv::client`].
+    pub fn transport(&self) -> SimTransport {
+        SimTransport::new(&self.host, self.recorder.clone())
+    }
+
+    /// The address of server host `host` inside the simulation (`kv-1:7000`).
+    pub fn addr_of(&self, host: &str) -> String {
+        format!("{host}:{SERVER_PORT}")
+    }
+
     /// Records the user's own events on this host.
     pub fn tracer(&self) -> Tracer {
         Tracer::new(&self.host, self.recorder.clone())

@@ -293,11 +293,16 @@ fn service_client(
     };
     match (&group.service, registry) {
         (Some(service), Some(registry)) => {
-            let pool = Pool::new(transport.clone(), &registry_addr(), control_channel(), 1);
+            let pool = Pool::new(
+                transport.clone(),
+                &registry_addr(),
+                control_channel(registry),
+                1,
+            );
             let remote = RemoteRegistry::with_config(
                 pool,
                 RemoteRegistryConfig {
-                    call_timeout: Duration::from_secs(1),
+                    call_timeout: registry.call_timeout,
                     watch_wait: registry.watch_timeout,
                 },
             );
@@ -306,7 +311,7 @@ fn service_client(
                 service.clone(),
                 ResolverConfig {
                     watch_timeout: registry.watch_timeout,
-                    call_timeout: Duration::from_secs(1),
+                    call_timeout: registry.call_timeout,
                     backoff: control_backoff(seeds.stream("resolver")),
                     ..ResolverConfig::default()
                 },

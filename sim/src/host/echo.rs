@@ -16,8 +16,8 @@ use std::sync::{Arc, Mutex};
 use rand::Rng as _;
 use serde_bytes::ByteBuf;
 use squall::{
-    BalancerKind, CallOptions, Client, Context, Endpoint, FailMode, RetryPolicy, Router, Server,
-    ServiceClient, ServiceClientConfig, Status,
+    BalancerKind, CallOptions, Client, Context, Endpoint, FailMode, Router, Server, ServiceClient,
+    ServiceClientConfig, Status,
 };
 
 use super::server::Hop;
@@ -47,7 +47,8 @@ pub fn methods(scenario: &Scenario) -> BTreeSet<String> {
 
 type Forwarder = Arc<Client<Hop<ServiceClient<SimTransport>>>>;
 
-/// A static, fail-fast client to the group's next tier, if it forwards.
+/// A static client to the group's next tier, if it forwards: round robin,
+/// the hop's connection settings and retries (fail fast unless it retries).
 fn forwarder(env: &ServerEnv, scenario: &Scenario) -> Option<Forwarder> {
     let group = scenario.servers.iter().find(|g| g.name == env.group())?;
     let forward = group.forward.as_ref()?;
@@ -59,11 +60,18 @@ fn forwarder(env: &ServerEnv, scenario: &Scenario) -> Option<Forwarder> {
     let config = ServiceClientConfig {
         balancer: BalancerKind::RoundRobin,
         breaker: None,
-        retry: RetryPolicy {
-            max_attempts: 1,
-            ..RetryPolicy::default()
+        channel: squall::ChannelConfig {
+            connect_timeout: forward.connection.connect_timeout,
+            keepalive_interval: forward.connection.keepalive_interval,
+            keepalive_timeout: forward.connection.keepalive_timeout,
+            ..squall::ChannelConfig::default()
         },
-        fail_mode: FailMode::FailFast,
+        retry: forward.retry.clone(),
+        fail_mode: if forward.retry.max_attempts > 1 {
+            FailMode::FailOver
+        } else {
+            FailMode::FailFast
+        },
         budget: None,
         call_id_key: CALL_KEY.to_owned(),
         seed: env.state.seeds.child("forward"),

@@ -38,12 +38,13 @@ pub fn registry_addr() -> String {
     format!("{}:{SERVER_PORT}", crate::scenario::REGISTRY_HOST)
 }
 
-/// Channel settings for control-plane connections (registry) inside the simulation.
-pub fn control_channel() -> ChannelConfig {
+/// Channel settings for control-plane connections (registry) inside the
+/// simulation: the scenario's `[registry.connection]`.
+pub fn control_channel(registry: &RegistryConfig) -> ChannelConfig {
     ChannelConfig {
-        connect_timeout: Duration::from_millis(500),
-        keepalive_interval: Duration::from_secs(1),
-        keepalive_timeout: Duration::from_secs(1),
+        connect_timeout: registry.connection.connect_timeout,
+        keepalive_interval: registry.connection.keepalive_interval,
+        keepalive_timeout: registry.connection.keepalive_timeout,
         ..ChannelConfig::default()
     }
 }
@@ -81,6 +82,9 @@ pub struct ServerState {
     pub crashed: AtomicBool,
     /// Starts so far (the next start's incarnation).
     pub starts: std::sync::atomic::AtomicU64,
+    /// Calls the harness layer admitted and that have not ended: what
+    /// `concurrency_limit` and `latency_per_call` look at.
+    pub running: std::sync::atomic::AtomicU32,
     /// Named random streams for this host.
     pub seeds: SeedSource,
 }
@@ -114,16 +118,32 @@ impl ServerState {
             leave: watch::channel(false).0,
             crashed: AtomicBool::new(false),
             starts: std::sync::atomic::AtomicU64::new(0),
+            running: std::sync::atomic::AtomicU32::new(0),
             seeds,
         }
     }
 
-    fn draw(&self) -> (Duration, bool) {
+    /// Admits a call or refuses it (`concurrency_limit`); for an admitted
+    /// call, its service time (grown by `latency_per_call` for each call
+    /// already running) and its injected failure, if any.
+    fn admit(&self) -> Result<(Duration, Option<squall::Code>), Status> {
         let behaviour = self.behaviour.lock().unwrap_or_else(|p| p.into_inner());
+        let running = self.running.load(Ordering::Relaxed);
+        if behaviour
+            .concurrency_limit
+            .is_some_and(|limit| running >= limit)
+        {
+            return Err(Status::resource_exhausted(format!(
+                "{}: {running} calls running, at the concurrency limit",
+                self.name
+            ))
+            .not_executed());
+        }
+        self.running.fetch_add(1, Ordering::Relaxed);
         let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
-        let delay = sample(&behaviour.latency, &mut rng);
+        let delay = sample(&behaviour.latency, &mut rng) + behaviour.latency_per_call * running;
         let fail = behaviour.error_rate > 0.0 && rng.gen_bool(behaviour.error_rate.min(1.0));
-        (delay, fail)
+        Ok((delay, fail.then_some(behaviour.error_code)))
     }
 }
 
@@ -152,6 +172,7 @@ struct HandlerGuard {
 
 impl Drop for HandlerGuard {
     fn drop(&mut self) {
+        self.state.running.fetch_sub(1, Ordering::Relaxed);
         if self.outcome.is_none() && self.state.crashed.load(Ordering::Relaxed) {
             return;
         }
@@ -212,6 +233,11 @@ where
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
+        let (delay, fail) = match self.state.admit() {
+            Ok(admitted) => admitted,
+            // Refused before any handler ran: no `server.executed`.
+            Err(status) => return Box::pin(std::future::ready(Ok(Response::error(status)))),
+        };
         let origin = Origin {
             client: request.ctx.get(CLIENT_KEY).unwrap_or("-").to_owned(),
             call: request
@@ -236,7 +262,6 @@ where
             method,
             outcome: None,
         };
-        let (delay, fail) = self.state.draw();
         let name = self.state.name.clone();
         let inner = self.inner.call(request);
         Box::pin(ORIGIN.scope(origin, async move {
@@ -246,11 +271,12 @@ where
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
-            if fail {
+            if let Some(code) = fail {
                 guard.outcome = Some("error");
-                return Ok(Response::error(Status::internal(format!(
-                    "{name}: injected failure"
-                ))));
+                return Ok(Response::error(Status::new(
+                    code,
+                    format!("{name}: injected failure"),
+                )));
             }
             let response = inner.await?;
             guard.outcome = Some(if response.result.is_ok() {
@@ -304,7 +330,12 @@ impl<C: Caller> Caller for Hop<C> {
 /// Registers this server with the registry, if there is one.
 fn register(state: &ServerState, transport: &SimTransport) -> Option<Registrar> {
     let config = state.registry.as_ref()?;
-    let pool = Pool::new(transport.clone(), &registry_addr(), control_channel(), 1);
+    let pool = Pool::new(
+        transport.clone(),
+        &registry_addr(),
+        control_channel(config),
+        1,
+    );
     let remote = RemoteRegistry::with_config(
         pool,
         RemoteRegistryConfig {

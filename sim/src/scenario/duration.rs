@@ -29,7 +29,9 @@ const DURATION_HINT: &str =
 /// Parses `"250ms"`, `"1.5s"`, `"10us"`, `"1m"`, `"1h"`. No sign, no spaces, at
 /// most [`DURATION_MAX`]. The error is a message with its hint in parentheses.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
+    if text.contains(char::is_whitespace) {
+        return Err(spaced_duration(text));
+    }
     if text.is_empty() {
         return Err(format!("empty duration ({DURATION_HINT})"));
     }
@@ -42,7 +44,6 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let unit = unit.trim_start();
     if number.is_empty() {
         return Err(format!(
             "invalid duration \"{text}\": no number ({DURATION_HINT})"
@@ -72,6 +73,19 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     }
     // Cannot truncate: bounded by DURATION_MAX above.
     Ok(Duration::from_nanos(nanos as u64))
+}
+
+/// The error for a duration written with spaces (`"10 s"`, `" 10s"`). The docs
+/// promise one spelling, and a scenario file is read by people as well as by this
+/// parser, so spaces are refused rather than trimmed. The hint shows the text
+/// without them when that is a valid duration; otherwise the worse mistake is
+/// reported first (`"10 parsecs"`: unknown unit), quoting the text as written.
+fn spaced_duration(text: &str) -> String {
+    let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    match parse_duration(&compact) {
+        Ok(_) => format!("invalid duration \"{text}\": no spaces allowed (write \"{compact}\")"),
+        Err(error) => error.replacen(&format!("\"{compact}\""), &format!("\"{text}\""), 1),
+    }
 }
 
 /// Common spellings of our units, for the did-you-mean.
@@ -258,6 +272,23 @@ mod tests {
         assert!(parse_duration(".s").is_err());
         assert!(parse_duration("").is_err());
         assert!(parse_duration("ms").is_err());
+    }
+
+    #[test]
+    fn rejects_spaces_with_a_hint_showing_the_fixed_text() {
+        // Proves the documented "no space" rule holds inside, before and after the
+        // number (a regression: "10 s" and " 10s" used to be read as 10s).
+        for written in ["10 s", " 10s", "10s ", "1.5\ts"] {
+            let error = parse_duration(written).unwrap_err();
+            assert!(error.contains("no spaces allowed"), "{written:?}: {error}");
+        }
+        assert_eq!(
+            parse_duration("10 s").unwrap_err(),
+            "invalid duration \"10 s\": no spaces allowed (write \"10s\")"
+        );
+        assert!(parse_duration(" 250ms")
+            .unwrap_err()
+            .contains("(write \"250ms\")"));
     }
 
     #[test]

@@ -118,12 +118,28 @@ impl<'a> Locator<'a> {
         }
     }
 
+    /// The key whose value starts at byte `offset`: the name before the `=` on its
+    /// line (`weight` in `mix = [{ method = "Echo.Echo", weight = "3" }]`), or
+    /// `None` when the value is not directly after `key =` (an array element).
+    fn key_before(&self, offset: usize) -> Option<&'a str> {
+        let text: &'a str = self.text;
+        let before = text.get(..offset)?;
+        let line = &before[before.rfind('\n').map_or(0, |i| i + 1)..];
+        let key = line.trim_end().strip_suffix('=')?.trim_end();
+        let key = key
+            .rsplit(|c: char| c == '{' || c == ',' || c.is_whitespace())
+            .next()?;
+        (!key.is_empty()).then_some(key)
+    }
+
     /// Rewrites a TOML/serde error into our vocabulary: `unknown field` becomes
     /// `unknown key "x"` with a did-you-mean, `missing field` says what the key is for.
     pub(crate) fn toml_error(&self, error: &toml::de::Error) -> ScenarioError {
         let span = error.span().unwrap_or(0..0);
         let raw = error.message().trim().trim_end_matches('.').to_string();
-        let (message, hint) = rewrite_serde_message(&raw);
+        let key = error.span().and_then(|s| self.key_before(s.start));
+        let (message, hint) =
+            quoted_scalar(&raw, key).unwrap_or_else(|| rewrite_serde_message(&raw));
         let mut located = self.at(span, message, hint);
         if error.span().is_none() {
             located.line = None;
@@ -131,6 +147,31 @@ impl<'a> Locator<'a> {
         }
         located
     }
+}
+
+/// A number or boolean written in quotes (`rate = "100"`). serde says only
+/// `invalid type: string "100", expected f64`, which names neither the key nor
+/// the fix; every numeric and boolean key reaches here, so one rewrite covers
+/// them all: which key, what it must be, and the line without the quotes.
+fn quoted_scalar(raw: &str, key: Option<&str>) -> Option<(String, Option<String>)> {
+    let rest = raw.strip_prefix("invalid type: string \"")?;
+    let (value, expected) = rest.rsplit_once("\", expected ")?;
+    let (kind, fits) = match expected {
+        "f64" | "f32" => ("a number", value.parse::<f64>().is_ok()),
+        "i64" | "u64" | "i32" | "u32" | "u16" | "u8" | "usize" => {
+            ("a whole number", value.parse::<i64>().is_ok())
+        }
+        "a boolean" => ("true or false", value == "true" || value == "false"),
+        _ => return None,
+    };
+    let subject = key.map_or_else(|| "the value".to_string(), |k| format!("\"{k}\""));
+    let message = format!("{subject} must be {kind}, not the string \"{value}\"");
+    let hint = match (key, fits) {
+        (Some(key), true) => format!("write {key} = {value}, without quotes"),
+        (None, true) => format!("write {value}, without quotes"),
+        (_, false) => format!("write {kind}, without quotes"),
+    };
+    Some((message, Some(hint)))
 }
 
 /// The back-quoted words of a serde message, in order: for
@@ -192,6 +233,15 @@ fn missing_key_hint(field: &str) -> Option<&'static str> {
         "kind" => "say which kind, e.g. kind = \"partition\"",
         _ => return None,
     })
+}
+
+/// `1 host`, `3 hosts`: a count with its noun in the right number.
+pub(crate) fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
 }
 
 /// `did you mean "x"?` when one candidate is close, else the list of candidates.
@@ -268,6 +318,21 @@ mod tests {
             Some("partition")
         );
         assert_eq!(suggest("zzzzzz", ["partition", "heal"]), None);
+    }
+
+    #[test]
+    fn key_before_finds_the_key_of_a_value_in_tables_and_inline_tables() {
+        // Proves the quoted-number message can name the key wherever it is written.
+        let text =
+            "rate = \"100\"\nmix = [{ method = \"A.B\", weight = \"3\" }]\nseeds = [\"1\"]\n";
+        let loc = Locator {
+            path: "x.toml",
+            text,
+        };
+        let at = |needle: &str| text.find(needle).unwrap();
+        assert_eq!(loc.key_before(at("\"100\"")), Some("rate"));
+        assert_eq!(loc.key_before(at("\"3\"")), Some("weight"));
+        assert_eq!(loc.key_before(at("\"1\"")), None);
     }
 
     #[test]

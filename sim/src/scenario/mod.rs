@@ -5,17 +5,15 @@
 //! # Layout
 //! - [`schema`]: the validated [`Scenario`] and everything in it — what the runner consumes.
 //! - `raw`: the file as written (serde structs with spans); never leaves this module.
-//! - `validate`, `resilience`, `faults`, `expectations`: raw → schema, with
-//!   limits and name resolution (`resilience` checks each table with core's `validate()`).
+//! - `validate`: raw → schema, with limits and name resolution, one file per
+//!   section (servers, clients, resilience, faults, expectations) over shared
+//!   name resolution and leaf field checks; see its module doc.
 //! - [`duration`]: `"250ms"`-style durations.
 //! - [`error`]: [`ScenarioError`], `path:line: message (hint)`.
 
 pub mod duration;
 pub mod error;
-mod expectations;
-mod faults;
 mod raw;
-mod resilience;
 pub mod schema;
 mod validate;
 
@@ -26,15 +24,15 @@ use std::path::Path;
 
 pub use duration::{format_duration, parse_duration};
 pub use error::ScenarioError;
-pub use resilience::MAX_ATTEMPTS_MAX;
 pub use schema::{
     Behaviour, CallConfig, Check, ClientGroup, ConnectionConfig, Expectation, Fault, FaultAction,
     Filter, Forward, LatencyRange, Link, Load, MethodWeight, Network, OutcomeFilter,
     RegistryConfig, Resilience, Scenario, ServerGroup, ServerHost, Workload, REGISTRY_HOST,
 };
 pub use validate::{
-    CONCURRENCY_MAX, HASH_KEYS_MAX, LATENCY_MAX, PAYLOAD_BYTES_MAX, POOL_SIZE_MAX, RATE_MAX,
-    REGISTRY_DURATION_MAX, REPLICAS_MAX, RESERVED_NAMES, SEEDS_MAX, WEIGHT_MAX,
+    CONCURRENCY_MAX, HASH_KEYS_MAX, LATENCY_MAX, MAX_ATTEMPTS_MAX, PAYLOAD_BYTES_MAX,
+    POOL_SIZE_MAX, RATE_MAX, REGISTRY_DURATION_MAX, REPLICAS_MAX, RESERVED_NAMES, SEEDS_MAX,
+    WEIGHT_MAX,
 };
 
 use error::Locator;

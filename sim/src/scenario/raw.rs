@@ -2,10 +2,10 @@
 //! validation may reject wrapped in [`Spanned`] so its error can name the line.
 //! `deny_unknown_fields` everywhere: a misspelled key is an error, never ignored.
 //!
-//! Numbers are read wide (`i64`, `f64`) and range-checked in `validate.rs`, so a
+//! Numbers are read wide (`i64`, `f64`) and range-checked in `validate/`, so a
 //! `replicas = -1` gets "replicas must be 1..=100" rather than serde's "expected u32".
 //! Faults and expectations are flat tables with every key optional: which keys a
-//! kind accepts is checked in `validate.rs`, which can then say "partition takes
+//! kind accepts is checked in `validate/`, which can then say "partition takes
 //! `between`, not `host`" instead of serde's generic enum errors.
 
 use std::collections::BTreeMap;
@@ -51,6 +51,8 @@ pub(crate) struct RawRegistry {
     pub(crate) ttl: Option<Spanned<DurationText>>,
     pub(crate) heartbeat: Option<Spanned<DurationText>>,
     pub(crate) watch_timeout: Option<Spanned<DurationText>>,
+    pub(crate) call_timeout: Option<Spanned<DurationText>>,
+    pub(crate) connection: Option<RawConnection>,
 }
 
 /// `[[servers]]`.
@@ -67,7 +69,12 @@ pub(crate) struct RawServerGroup {
     pub(crate) forward_to: Option<Spanned<Vec<Spanned<String>>>>,
     pub(crate) forward_method: Option<Spanned<String>>,
     pub(crate) forward_timeout: Option<Spanned<DurationText>>,
+    pub(crate) forward_connection: Option<Spanned<RawConnection>>,
+    pub(crate) forward_retry: Option<Spanned<RawRetry>>,
     pub(crate) code: Option<Spanned<String>>,
+    pub(crate) error_code: Option<Spanned<String>>,
+    pub(crate) concurrency_limit: Option<Spanned<i64>>,
+    pub(crate) latency_per_call: Option<Spanned<DurationText>>,
     #[serde(default)]
     pub(crate) hosts: BTreeMap<Spanned<String>, RawHostOverride>,
 }
@@ -219,6 +226,7 @@ pub(crate) struct RawExpect {
     pub(crate) method: Option<Spanned<String>>,
     pub(crate) from: Option<Spanned<DurationText>>,
     pub(crate) to: Option<Spanned<DurationText>>,
+    pub(crate) may_have_executed: Option<Spanned<bool>>,
 }
 
 /// Names of the keys a raw fault has set, with their spans, for "kind X does not

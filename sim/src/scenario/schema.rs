@@ -94,7 +94,7 @@ impl Scenario {
 pub const REGISTRY_HOST: &str = "registry";
 
 /// `[registry]`: the registry service the harness runs on [`REGISTRY_HOST`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct RegistryConfig {
     /// Lease time-to-live: an instance whose heartbeats stop is evicted this long
     /// after its last renewal. Default 3s. At most 60s.
@@ -106,6 +106,12 @@ pub struct RegistryConfig {
     /// again: bounds how stale a client's view is after a lost notification.
     /// Default 2s. At most 60s.
     pub watch_timeout: Duration,
+    /// How long a client's (and a server's registrar's) registry call may take
+    /// before it is retried with backoff (key `call_timeout`, default 1s).
+    pub call_timeout: Duration,
+    /// The registry clients' connection settings (table
+    /// `[registry.connection]`; default connect 500ms, keepalive 1s + 1s).
+    pub connection: ConnectionConfig,
 }
 
 /// Network-wide link defaults (turmoil's builder settings).
@@ -176,7 +182,7 @@ pub struct ServerGroup {
 
 /// A server handler's onward call: static endpoints, round robin, no retry, the
 /// inherited deadline (capped by `timeout` when set).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Forward {
     /// Server hosts called (groups expanded, duplicates removed, file order;
     /// never empty, never the forwarding group's own hosts, no cycles).
@@ -187,6 +193,12 @@ pub struct Forward {
     /// deadline inherited from the incoming call bounds it. Added beyond the
     /// contract because the key was asked for and `Forward` had no field for it.
     pub timeout: Option<Duration>,
+    /// The hop's connection settings (table `forward_connection`, keys as
+    /// `[clients.connection]`; default 1s each).
+    pub connection: ConnectionConfig,
+    /// The hop's retries (table `forward_retry`, keys as `[clients.retry]`;
+    /// default 1 attempt). More than one attempt fails over to another target.
+    pub retry: squall::RetryPolicy,
 }
 
 /// One server host and how its handler behaves at the start of the run.
@@ -206,13 +218,38 @@ pub struct ServerHost {
     pub start_at: Duration,
 }
 
-/// How a server's handler behaves.
+/// How a server's handler behaves: applied by the harness layer before the
+/// router (the built-in echo's or the user's).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Behaviour {
     /// Service time per call, uniform in the range from the host's seeded RNG. Default 1ms.
     pub latency: LatencyRange,
-    /// Fraction of calls the handler fails with `Internal` (0..=1, default 0).
+    /// Fraction of calls the handler fails with `error_code` (0..=1, default 0).
     pub error_rate: f64,
+    /// The code of injected failures (key `error_code`, default `Internal`;
+    /// any code but `Ok`). They may have executed, as a real handler's would.
+    pub error_code: squall::Code,
+    /// Calls running at once on the host (key `concurrency_limit`); one more
+    /// is refused with `ResourceExhausted`, not executed (a load shedder).
+    /// `None`: no limit.
+    pub concurrency_limit: Option<u32>,
+    /// Load-dependent latency (key `latency_per_call`): each call's service
+    /// time grows by this much per call already running on the host, so a
+    /// server slows down as it fills up. Default 0.
+    pub latency_per_call: Duration,
+}
+
+impl Behaviour {
+    /// A fixed service time and nothing else.
+    pub fn fixed(latency: Duration) -> Behaviour {
+        Behaviour {
+            latency: LatencyRange::fixed(latency),
+            error_rate: 0.0,
+            error_code: squall::Code::Internal,
+            concurrency_limit: None,
+            latency_per_call: Duration::ZERO,
+        }
+    }
 }
 
 /// A group of identical clients, `{name}-1` … `{name}-N`.
@@ -466,13 +503,24 @@ pub struct Expectation {
 }
 
 /// What an expectation checks. Extension point: add a variant, its parse arm in
-/// `validate.rs` and its evaluator in `crate::expect`.
+/// `validate/expectations.rs` and its evaluator in `crate::expect`.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Check {
-    /// Ok calls / resolved calls ≥ `min`. Fails when no call matched.
+    /// `min` ≤ ok calls / resolved calls ≤ `max`. An upper bound proves a
+    /// fault had an effect. Fails when no call matched.
     SuccessRate {
-        /// 0..=1.
+        /// 0..=1 (default 0 when only `max` is given).
         min: f64,
+        /// 0..=1; `None`: no upper bound.
+        max: Option<f64>,
+    },
+    /// Calls that resolved with a failure, within bounds (`failed_calls`): a
+    /// lower bound proves a fault had an effect.
+    FailedCalls {
+        /// Inclusive lower bound.
+        min: Option<u64>,
+        /// Inclusive upper bound.
+        max: Option<u64>,
     },
     /// Nearest-rank percentile of resolved calls' latency within bounds. Fails
     /// when no call matched.
@@ -615,6 +663,10 @@ pub struct Filter {
     pub from: Duration,
     /// Window end, exclusive (`None`: the end of the run, drain included).
     pub to: Option<Duration>,
+    /// Key `may_have_executed`: call-based checks count only calls whose
+    /// `call.end` says this (`false`: failures the client may safely retry;
+    /// `true`: successes and failures that may have run). `None`: all calls.
+    pub may_have_executed: Option<bool>,
 }
 
 impl Filter {

@@ -60,19 +60,35 @@ impl RunOutcome {
     }
 }
 
-/// A run that could not complete (as opposed to one whose expectations failed).
-#[derive(Debug, thiserror::Error)]
-#[error("{scenario} (seed {seed}): simulation failed at {at:?}: {message}")]
+/// A run that could not complete (as opposed to one whose expectations
+/// failed): refused before it started (`at` is `None`: the plug-ins do not fit
+/// the scenario), or stopped by turmoil or a host.
+#[derive(Debug)]
 pub struct RunError {
     /// The scenario's name.
     pub scenario: String,
     /// The seed.
     pub seed: u64,
-    /// When.
-    pub at: Duration,
+    /// When the run stopped; `None` when it was refused before it started.
+    pub at: Option<Duration>,
     /// What turmoil, a host or validation reported.
     pub message: String,
 }
+
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (scenario, seed, message) = (&self.scenario, self.seed, &self.message);
+        match self.at {
+            None => write!(f, "{scenario} (seed {seed}) cannot run: {message}"),
+            Some(at) => write!(
+                f,
+                "{scenario} (seed {seed}): simulation failed at {at:?}: {message}"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for RunError {}
 
 /// Runs `simulation` at `seed` (already validated).
 pub(crate) fn run(simulation: &Simulation, seed: u64) -> Result<RunOutcome, RunError> {
@@ -218,7 +234,7 @@ impl World {
         RunError {
             scenario: self.simulation.scenario.name.clone(),
             seed: self.seed,
-            at: self.sim.elapsed(),
+            at: Some(self.sim.elapsed()),
             message,
         }
     }

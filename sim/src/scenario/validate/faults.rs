@@ -1,15 +1,14 @@
 //! `[[faults]]` → the sorted [`Fault`] timeline.
 
-use std::collections::BTreeMap;
-use std::time::Duration;
-
 use toml::Spanned;
 
-use super::duration::format_duration;
-use super::error::{did_you_mean_or_list, ScenarioError};
-use super::raw::RawFault;
-use super::schema::{Fault, FaultAction, Link};
-use super::validate::{fraction, latency, Context, Role};
+use super::fields::{fraction, latency};
+use super::names::{Context, Role};
+use super::timeline;
+use crate::scenario::duration::format_duration;
+use crate::scenario::error::{count, did_you_mean_or_list, ScenarioError};
+use crate::scenario::raw::RawFault;
+use crate::scenario::schema::{Fault, FaultAction, Link};
 
 /// Every fault kind, with the keys it takes besides `at` and `kind`, and which of
 /// them are required. (A join is a server's `start_at`, not a fault.)
@@ -67,8 +66,9 @@ pub(crate) fn check_faults(
         faults.push(check_fault(cx, fault)?);
     }
     faults.sort_by_key(|f| f.at);
-    check_not_before_start(cx, &faults)?;
-    check_crash_sequence(cx, &faults)?;
+    timeline::check_not_before_start(cx, &faults)?;
+    timeline::check_crash_sequence(cx, &faults)?;
+    timeline::check_hold_and_oneway(cx, &faults)?;
     Ok(faults)
 }
 
@@ -179,8 +179,9 @@ fn check_action(
         "link_latency" => FaultAction::LinkLatency {
             links: between(cx, raw)?,
             // Presence was checked against the kind's required keys.
-            latency: latency(loc, raw.latency.as_ref(), "latency")?
-                .unwrap_or(super::schema::LatencyRange::fixed(Default::default())),
+            latency: latency(loc, raw.latency.as_ref(), "latency")?.unwrap_or(
+                crate::scenario::schema::LatencyRange::fixed(Default::default()),
+            ),
         },
         "loss" => FaultAction::Loss {
             links: if raw.between.is_some() {
@@ -219,7 +220,10 @@ fn between(cx: &Context<'_>, raw: &RawFault) -> Result<Vec<Link>, ScenarioError>
     let [a, b] = between.get_ref().as_slice() else {
         return Err(cx.loc.at(
             between.span(),
-            format!("between names {} hosts", between.get_ref().len()),
+            format!(
+                "between has {}, not 2",
+                count(between.get_ref().len(), "name")
+            ),
             Some("name exactly two hosts or groups: between = [\"client-1\", \"server-1\"]".into()),
         ));
     };
@@ -303,7 +307,7 @@ fn describe(kind: &str, raw: &RawFault) -> String {
     }
     if let Some(latency) = &raw.latency {
         let spec = latency.get_ref();
-        let range = super::schema::LatencyRange {
+        let range = crate::scenario::schema::LatencyRange {
             min: spec.min,
             max: spec.max,
         };
@@ -316,88 +320,4 @@ fn describe(kind: &str, raw: &RawFault) -> String {
         parts.push(format!("error_rate={}", rate.get_ref()));
     }
     parts.join(" ")
-}
-
-/// The hosts a crash, silent death, leave or restart acts on (the faults that
-/// start or stop a server).
-fn lifecycle_hosts(action: &FaultAction) -> Option<&[String]> {
-    match action {
-        FaultAction::Crash { hosts }
-        | FaultAction::SilentDeath { hosts }
-        | FaultAction::Leave { hosts }
-        | FaultAction::Restart { hosts } => Some(hosts),
-        _ => None,
-    }
-}
-
-/// A server that has not started yet (its `start_at` is later) cannot be
-/// crashed, left or restarted: the fault would act on nothing.
-fn check_not_before_start(cx: &Context<'_>, faults: &[Fault]) -> Result<(), ScenarioError> {
-    for fault in faults {
-        let Some(hosts) = lifecycle_hosts(&fault.action) else {
-            continue;
-        };
-        for host in hosts {
-            let start = cx
-                .servers
-                .iter()
-                .flat_map(|g| g.hosts.iter())
-                .find(|h| &h.name == host)
-                .map_or(Duration::ZERO, |h| h.start_at);
-            if fault.at < start {
-                return Err(cx.loc.at_line(
-                    fault.line,
-                    format!(
-                        "{host} only starts at {} (start_at), so it cannot be acted on at {}",
-                        format_duration(start),
-                        format_duration(fault.at)
-                    ),
-                    Some("move the fault after the server's start_at".into()),
-                ));
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Crashing a host that is already down is a mistake in the timeline (the second
-/// crash would do nothing); say so, naming the earlier fault's line.
-fn check_crash_sequence(cx: &Context<'_>, faults: &[Fault]) -> Result<(), ScenarioError> {
-    let mut down_since: BTreeMap<&str, &Fault> = BTreeMap::new();
-    for fault in faults {
-        match &fault.action {
-            FaultAction::Crash { hosts }
-            | FaultAction::SilentDeath { hosts }
-            | FaultAction::Leave { hosts } => {
-                for host in hosts {
-                    if let Some(earlier) = down_since.get(host.as_str()) {
-                        return Err(cx.loc.at_line(
-                            fault.line,
-                            format!(
-                                "{host} is {} at {} but is already down since {} (line {})",
-                                if matches!(fault.action, FaultAction::Leave { .. }) {
-                                    "told to leave"
-                                } else {
-                                    "crashed"
-                                },
-                                format_duration(fault.at),
-                                format_duration(earlier.at),
-                                earlier.line
-                            ),
-                            Some("restart it first, or remove one of the crashes".into()),
-                        ));
-                    }
-                    down_since.insert(host, fault);
-                }
-            }
-            FaultAction::Restart { hosts } => {
-                for host in hosts {
-                    down_since.remove(host.as_str());
-                }
-            }
-            _ => {}
-        }
-    }
-    debug_assert!(down_since.keys().all(|h| cx.names.is_server(h)));
-    Ok(())
 }

@@ -1,20 +1,28 @@
-//! `[[expect]]` → [`Expectation`]s.
+//! `[[expect]]` → [`Expectation`]s: each kind with the keys it takes, checked
+//! against the clients and servers it names. The shared filter is in
+//! `expectation_filter.rs`, the typed `min`/`max` values in `expectation_values.rs`.
 
 use std::time::Duration;
 
 use toml::Spanned;
 
-use super::duration::{format_duration, parse_duration};
-use super::error::{did_you_mean_or_list, Locator, ScenarioError};
-use super::raw::RawExpect;
-use super::schema::{Check, Expectation, Filter, OutcomeFilter};
-use super::validate::{method_name, Context, Role};
+use super::expectation_filter::check_filter;
+use super::expectation_values::{
+    amplification, at_least_one, bounds_ordered, bounds_present, count_value, duration_value,
+    fraction_value, outcome,
+};
+use super::names::{Context, Role};
+use crate::scenario::duration::format_duration;
+use crate::scenario::error::{did_you_mean_or_list, ScenarioError};
+use crate::scenario::raw::RawExpect;
+use crate::scenario::schema::{Check, Expectation, Filter};
 
 /// Every expectation kind with the kind-specific keys it takes and requires.
 /// `name`, `client`, `method`, `from`, `to` are accepted by all (except `method`
 /// by the breaker kinds). A new kind goes here, in [`check_kind`] and in `crate::expect`.
-const KINDS: [(&str, &[&str], &[&str]); 15] = [
-    ("success_rate", &["min"], &["min"]),
+const KINDS: [(&str, &[&str], &[&str]); 16] = [
+    ("success_rate", &["min", "max"], &[]),
+    ("failed_calls", &["min", "max"], &[]),
     (
         "latency",
         &["percentile", "min", "max", "outcome"],
@@ -79,7 +87,7 @@ fn check_expectation(
                 span,
                 format!("expectation kind \"{kind}\" does not take \"{key}\""),
                 Some(format!(
-                    "{kind} takes: {}, plus name, client, method, from, to",
+                    "{kind} takes: {}, plus name, client, method, from, to, may_have_executed",
                     allowed.join(", ")
                 )),
             ));
@@ -194,9 +202,53 @@ fn check_kind(
         None => Ok(Vec::new()),
     };
     Ok(match kind {
-        "success_rate" => Check::SuccessRate {
-            min: fraction_value(loc, raw.min.as_ref(), "min")?.unwrap_or(1.0),
-        },
+        "success_rate" => {
+            let min = fraction_value(loc, raw.min.as_ref(), "min")?;
+            let max = fraction_value(loc, raw.max.as_ref(), "max")?;
+            if min.is_none() && max.is_none() {
+                return Err(loc.at(
+                    raw.kind.span(),
+                    "success_rate needs a bound: min, max or both",
+                    Some(
+                        "min = 0.99 (a floor), or max = 0.9 to prove a fault had an effect".into(),
+                    ),
+                ));
+            }
+            if let (Some(min), Some(max)) = (min, max) {
+                if min > max {
+                    return Err(loc.at(
+                        raw.kind.span(),
+                        format!("success_rate min {min} is above max {max}"),
+                        Some("no rate can satisfy both".into()),
+                    ));
+                }
+            }
+            Check::SuccessRate {
+                min: min.unwrap_or(0.0),
+                max,
+            }
+        }
+        "failed_calls" => {
+            let min = count_value(loc, raw.min.as_ref(), "min")?;
+            let max = count_value(loc, raw.max.as_ref(), "max")?;
+            match (min, max) {
+                (None, None) => {
+                    return Err(loc.at(
+                        raw.kind.span(),
+                        "failed_calls needs a bound: min, max or both",
+                        Some("min = 1 proves the fault failed some calls".into()),
+                    ))
+                }
+                (Some(min), Some(max)) if min > max => {
+                    return Err(loc.at(
+                        raw.kind.span(),
+                        format!("failed_calls min {min} is above max {max}"),
+                        Some("no count can satisfy both".into()),
+                    ))
+                }
+                _ => Check::FailedCalls { min, max },
+            }
+        }
         "latency" => {
             let percentile = raw.percentile.as_ref().map(|p| (*p.get_ref(), p.span()));
             let percentile = match percentile {
@@ -265,7 +317,9 @@ fn check_kind(
                 None => None,
                 Some(host) => {
                     let name = host.get_ref();
-                    if !(cx.names.is_host(name) || (cx.registry && name == super::REGISTRY_HOST)) {
+                    if !(cx.names.is_host(name)
+                        || (cx.registry && name == crate::scenario::schema::REGISTRY_HOST))
+                    {
                         return Err(loc.at(
                             host.span(),
                             format!("no host named \"{name}\""),
@@ -338,217 +392,6 @@ fn check_kind(
     })
 }
 
-/// `client`, `method`, `from`, `to`.
-fn check_filter(cx: &Context<'_>, raw: &RawExpect) -> Result<Filter, ScenarioError> {
-    let loc = &cx.loc;
-    let clients = match &raw.client {
-        Some(c) => Some(cx.names.resolve(loc, c, "client", &[Role::Client])?),
-        None => None,
-    };
-    let method = match &raw.method {
-        Some(m) => {
-            let method = method_name(loc, m)?;
-            if !cx.methods.contains(&method) {
-                let called: Vec<&str> = cx.methods.iter().map(String::as_str).collect();
-                return Err(loc.at(
-                    m.span(),
-                    format!("no client calls method \"{method}\""),
-                    Some(did_you_mean_or_list(&method, &called)),
-                ));
-            }
-            Some(method)
-        }
-        None => None,
-    };
-    let from = raw.from.as_ref().map(|f| f.get_ref().0).unwrap_or_default();
-    let to = raw.to.as_ref().map(|t| t.get_ref().0);
-    for (key, value) in [("from", raw.from.as_ref()), ("to", raw.to.as_ref())] {
-        if let Some(value) = value {
-            if value.get_ref().0 > cx.duration {
-                return Err(loc.at(
-                    value.span(),
-                    format!(
-                        "{key} {} is after the end of the scenario ({})",
-                        format_duration(value.get_ref().0),
-                        format_duration(cx.duration)
-                    ),
-                    Some(format!("omit {key} to mean the end of the run")),
-                ));
-            }
-        }
-    }
-    if let (Some(to), Some(to_span)) = (to, raw.to.as_ref()) {
-        if to <= from {
-            return Err(loc.at(
-                to_span.span(),
-                format!(
-                    "empty window: to {} is not after from {}",
-                    format_duration(to),
-                    format_duration(from)
-                ),
-                Some("the window is [from, to)".into()),
-            ));
-        }
-    }
-    Ok(Filter {
-        clients,
-        method,
-        from,
-        to,
-    })
-}
-
-/// At least one of `min`/`max`.
-fn bounds_present(loc: &Locator<'_>, raw: &RawExpect, ok: bool) -> Result<(), ScenarioError> {
-    if ok {
-        return Ok(());
-    }
-    Err(loc.at(
-        raw.kind.span(),
-        format!(
-            "expectation \"{}\" sets neither min nor max",
-            raw.kind.get_ref()
-        ),
-        Some("set min, max or both".into()),
-    ))
-}
-
-/// `min ≤ max` when both are set.
-fn bounds_ordered(loc: &Locator<'_>, raw: &RawExpect, ok: bool) -> Result<(), ScenarioError> {
-    if ok {
-        return Ok(());
-    }
-    let span = raw
-        .min
-        .as_ref()
-        .map(Spanned::span)
-        .unwrap_or_else(|| raw.kind.span());
-    Err(loc.at(span, "min is above max", Some("swap them".into())))
-}
-
-/// `outcome`: any (default), ok, failed.
-fn outcome(
-    loc: &Locator<'_>,
-    raw: Option<&Spanned<String>>,
-) -> Result<OutcomeFilter, ScenarioError> {
-    let Some(raw) = raw else {
-        return Ok(OutcomeFilter::Any);
-    };
-    match raw.get_ref().as_str() {
-        "any" => Ok(OutcomeFilter::Any),
-        "ok" => Ok(OutcomeFilter::Ok),
-        "failed" => Ok(OutcomeFilter::Failed),
-        other => Err(loc.at(
-            raw.span(),
-            format!("unknown outcome \"{other}\""),
-            Some(did_you_mean_or_list(other, &["any", "ok", "failed"])),
-        )),
-    }
-}
-
-/// A `min`/`max` that must be a fraction 0..=1.
-fn fraction_value(
-    loc: &Locator<'_>,
-    raw: Option<&Spanned<toml::Value>>,
-    key: &str,
-) -> Result<Option<f64>, ScenarioError> {
-    let Some(raw) = raw else {
-        return Ok(None);
-    };
-    let value = match raw.get_ref() {
-        toml::Value::Float(f) => *f,
-        toml::Value::Integer(i @ (0 | 1)) => *i as f64,
-        other => {
-            return Err(loc.at(
-                raw.span(),
-                format!("{key} must be a fraction from 0 to 1, got {other}"),
-                Some(format!("e.g. {key} = 0.999")),
-            ))
-        }
-    };
-    if !(0.0..=1.0).contains(&value) {
-        return Err(loc.at(
-            raw.span(),
-            format!("{key} = {value} is out of range"),
-            Some(format!(
-                "{key} is a fraction from 0 to 1; 0.999 means 99.9%"
-            )),
-        ));
-    }
-    Ok(Some(value))
-}
-
-/// A `min`/`max` that must be a duration string.
-fn duration_value(
-    loc: &Locator<'_>,
-    raw: Option<&Spanned<toml::Value>>,
-    key: &str,
-) -> Result<Option<Duration>, ScenarioError> {
-    let Some(raw) = raw else {
-        return Ok(None);
-    };
-    match raw.get_ref() {
-        toml::Value::String(text) => parse_duration(text)
-            .map(Some)
-            .map_err(|e| loc.at(raw.span(), format!("{key}: {e}"), None)),
-        other => Err(loc.at(
-            raw.span(),
-            format!("{key} must be a duration, got {other}"),
-            Some(format!("e.g. {key} = \"50ms\"")),
-        )),
-    }
-}
-
-/// A `min`/`max` count that must be at least 1 (0 would make the check
-/// meaningless: "at least zero openings", "at most zero executions per call").
-fn at_least_one(
-    loc: &Locator<'_>,
-    raw: Option<&Spanned<toml::Value>>,
-    key: &str,
-) -> Result<Option<u64>, ScenarioError> {
-    let Some(raw) = raw else {
-        return Ok(None);
-    };
-    match raw.get_ref() {
-        toml::Value::Integer(i) if *i >= 1 => Ok(Some(i.unsigned_abs())),
-        other => Err(loc.at(
-            raw.span(),
-            format!("{key} must be a whole number ≥ 1, got {other}"),
-            Some(format!("e.g. {key} = 1")),
-        )),
-    }
-}
-
-/// retry_amplification's `max`: attempts per call, a number ≥ 1 (every call
-/// makes at least one attempt), at most 100.
-fn amplification(
-    loc: &Locator<'_>,
-    raw: Option<&Spanned<toml::Value>>,
-) -> Result<Option<f64>, ScenarioError> {
-    let Some(raw) = raw else {
-        return Ok(None);
-    };
-    let value = match raw.get_ref() {
-        toml::Value::Float(f) => *f,
-        toml::Value::Integer(i) => *i as f64,
-        other => {
-            return Err(loc.at(
-                raw.span(),
-                format!("max must be attempts per call, got {other}"),
-                Some("e.g. max = 1.25 (at most 25% extra attempts)".into()),
-            ))
-        }
-    };
-    if !(1.0..=100.0).contains(&value) {
-        return Err(loc.at(
-            raw.span(),
-            format!("max = {value} is out of range"),
-            Some("attempts per call is at least 1 (no retries); 1.2 allows 20% extra".into()),
-        ));
-    }
-    Ok(Some(value))
-}
-
 /// keys_moved_only_from's `at`: within the run and inside the window, so there
 /// are calls on both sides of it.
 fn moment(cx: &Context<'_>, raw: &RawExpect, filter: &Filter) -> Result<Duration, ScenarioError> {
@@ -569,25 +412,6 @@ fn moment(cx: &Context<'_>, raw: &RawExpect, filter: &Filter) -> Result<Duration
         ));
     }
     Ok(value)
-}
-
-/// A `min`/`max` that must be a count ≥ 0.
-fn count_value(
-    loc: &Locator<'_>,
-    raw: Option<&Spanned<toml::Value>>,
-    key: &str,
-) -> Result<Option<u64>, ScenarioError> {
-    let Some(raw) = raw else {
-        return Ok(None);
-    };
-    match raw.get_ref() {
-        toml::Value::Integer(i) if *i >= 0 => Ok(Some(i.unsigned_abs())),
-        other => Err(loc.at(
-            raw.span(),
-            format!("{key} must be a whole number ≥ 0, got {other}"),
-            Some(format!("e.g. {key} = 100")),
-        )),
-    }
 }
 
 /// `kind endpoint=… client=… method=… [from, to)` — what the check looks at.
