@@ -68,11 +68,34 @@ struct CallTracker<T: Transport> {
     call: u64,
     /// Attempts sent so far, hedges included.
     attempts: u32,
+    /// Whether any attempt so far (hedges included) may have run on a server.
+    /// Sticky: a later attempt that provably did not run cannot undo an earlier
+    /// one that may have, and the call's failure must say so — non-idempotent
+    /// callers decide on it whether re-sending is safe.
+    may_have_executed: bool,
     /// Whether `CallFinished` was reported.
     finished: bool,
 }
 
 impl<T: Transport> CallTracker<T> {
+    /// Records a failed (or abandoned) attempt's status.
+    fn note(&mut self, status: &Status) {
+        self.may_have_executed |= status.may_have_executed();
+    }
+
+    /// The call's final failure: `status`, marked as possibly executed if any
+    /// attempt may have been — saying so when the last attempt itself did not.
+    fn final_status(&self, status: Status) -> Status {
+        if !self.may_have_executed || status.may_have_executed() {
+            return status;
+        }
+        let message = format!(
+            "{}; an earlier attempt of this call may have run on a server",
+            status.message()
+        );
+        Status::new(status.code(), message).with_retryable(status.is_retryable())
+    }
+
     fn report(&mut self, outcome: Result<(), Status>) {
         if std::mem::replace(&mut self.finished, true) {
             return;
@@ -100,20 +123,25 @@ pub(super) async fn run<T: Transport>(
         inner: Arc::clone(&inner),
         call: info.id,
         attempts: 0,
+        may_have_executed: false,
         finished: false,
     };
-    let result = drive(&inner, &info, &mut tracker).await;
+    let result = drive(&inner, &info, &mut tracker)
+        .await
+        .map_err(|status| tracker.final_status(status));
     tracker.report(result.as_ref().map(|_| ()).map_err(Clone::clone));
     result
 }
 
-/// Waits (up to the call's deadline) until the endpoint set is first known.
+/// Waits (up to the call's deadline) until the endpoint set is first known and,
+/// with `wait_for_ready`, holds an instance.
 async fn wait_for_endpoints<T: Transport>(inner: &Arc<Inner<T>>, info: &CallInfo) {
-    let mut resolved = inner.resolved.subscribe();
-    if *resolved.borrow_and_update() {
+    let wait_for_ready = inner.config.wait_for_ready;
+    let mut readiness = inner.readiness.subscribe();
+    if readiness.borrow_and_update().admits(wait_for_ready) {
         return;
     }
-    let wait = resolved.wait_for(|resolved| *resolved);
+    let wait = readiness.wait_for(|readiness| readiness.admits(wait_for_ready));
     match info.deadline {
         Some(deadline) => {
             let _ = tokio::time::timeout_at(deadline, wait).await;
@@ -210,6 +238,7 @@ async fn round<T: Transport>(
             }
             Wake::Done(index, Err(status)) => {
                 let failed = running.swap_remove(index);
+                tracker.note(&status);
                 let endpoint = failed.guard.endpoint.clone();
                 failed.guard.finish(&Err(status.clone()));
                 if running.is_empty() {
@@ -236,6 +265,8 @@ async fn round<T: Transport>(
                     info.request.method, inner.service, tracker.attempts
                 ));
                 let mut endpoint = String::new();
+                // Abandoned mid-flight: each may have run (the status says so).
+                tracker.note(&status);
                 for attempt in running.drain(..) {
                     endpoint = attempt.guard.endpoint.clone();
                     attempt.guard.finish(&Err(status.clone()));

@@ -59,6 +59,16 @@ pub struct ServiceClientConfig {
     /// jitter (`"retry"`), each endpoint's breaker (`"breaker/<addr>"`). Default
     /// [`SeedSource::from_os`]; the simulation passes its run's seed.
     pub seed: SeedSource,
+    /// Whether a call made while the client knows no instance waits for one
+    /// (up to the call's deadline) instead of failing at once with `Unavailable`
+    /// — gRPC's wait-for-ready. Default `true`: the set is empty only before the
+    /// first instance is known (the resolver never trades a known list for an
+    /// empty one), so waiting cannot hide an outage of instances the client
+    /// knew; it covers the start-up race between a client's first calls and the
+    /// servers' first registrations. A call with no deadline then waits as long
+    /// as it takes. `false` fails such calls as soon as the resolver has
+    /// answered (calls made before its first answer still wait for it).
+    pub wait_for_ready: bool,
     /// Hears every event. Default `None`.
     pub observer: Option<DiscoveryObserver>,
 }
@@ -78,6 +88,7 @@ impl Default for ServiceClientConfig {
             hash_key: "hash-key".to_owned(),
             call_id_key: "call-id".to_owned(),
             seed: SeedSource::from_os(),
+            wait_for_ready: true,
             observer: None,
         }
     }
@@ -98,6 +109,7 @@ impl fmt::Debug for ServiceClientConfig {
             .field("hash_key", &self.hash_key)
             .field("call_id_key", &self.call_id_key)
             .field("seed", &self.seed)
+            .field("wait_for_ready", &self.wait_for_ready)
             .field("observer", &self.observer.is_some())
             .finish()
     }

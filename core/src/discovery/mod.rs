@@ -142,8 +142,7 @@ impl<T: Transport> ServiceClient<T> {
         let mut stale = matches!(initial, ResolverState::Stale { .. });
         client
             .inner
-            .resolved
-            .send_replace(!matches!(initial, ResolverState::Initial));
+            .set_resolved(!matches!(initial, ResolverState::Initial));
         let inner = Arc::clone(&client.inner);
         let task = tokio::spawn(async move {
             loop {
@@ -171,7 +170,7 @@ impl<T: Transport> ServiceClient<T> {
                         }
                         let state = *states.borrow_and_update();
                         if !matches!(state, ResolverState::Initial) {
-                            inner.resolved.send_replace(true);
+                            inner.set_resolved(true);
                         }
                         match state {
                             ResolverState::Stale { since } if !stale => {

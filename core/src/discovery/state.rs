@@ -106,11 +106,30 @@ pub(super) struct Inner<T: Transport> {
     next_call: AtomicU64,
     /// The next member incarnation.
     incarnations: AtomicU64,
+    /// Whether calls may go on to pick an endpoint, or must wait first (see
+    /// [`Readiness`]).
+    pub(super) readiness: tokio::sync::watch::Sender<Readiness>,
+}
+
+/// What a call made now would find, for deciding whether it waits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Readiness {
     /// Whether the endpoint set is known: true at once for static endpoints;
     /// with a resolver, once it first answers (or gives up). Calls made before
     /// that wait for it, bounded by their deadline, instead of failing with "no
     /// endpoint" — gRPC queues picks until its resolver's first result too.
-    pub(super) resolved: tokio::sync::watch::Sender<bool>,
+    pub(super) resolved: bool,
+    /// Whether the endpoint set has at least one instance. With
+    /// `wait_for_ready`, calls wait for this too (bounded by their deadline).
+    pub(super) instances: bool,
+}
+
+impl Readiness {
+    /// Whether a call may pick now: the set is known and, when the client waits
+    /// for ready, not empty.
+    pub(super) fn admits(self, wait_for_ready: bool) -> bool {
+        self.resolved && (self.instances || !wait_for_ready)
+    }
 }
 
 /// An attempt in flight: its bookkeeping and its reply. Dropping it unfinished
@@ -195,7 +214,11 @@ impl<T: Transport> Inner<T> {
             config,
             next_call: AtomicU64::new(1),
             incarnations: AtomicU64::new(0),
-            resolved: tokio::sync::watch::channel(true).0,
+            readiness: tokio::sync::watch::channel(Readiness {
+                resolved: true,
+                instances: false,
+            })
+            .0,
         }
     }
 
@@ -275,6 +298,12 @@ impl<T: Transport> Inner<T> {
                 }
             }
             state.endpoints = endpoints;
+            let instances = !state.endpoints.is_empty();
+            self.readiness.send_if_modified(|readiness| {
+                let changed = readiness.instances != instances;
+                readiness.instances = instances;
+                changed
+            });
             if addrs_changed {
                 events.push(DiscoveryEvent::EndpointsChanged {
                     endpoints: state.endpoints.iter().map(|e| e.addr.clone()).collect(),
@@ -293,6 +322,15 @@ impl<T: Transport> Inner<T> {
             breaker,
             incarnation: self.incarnations.fetch_add(1, Ordering::Relaxed),
         }
+    }
+
+    /// Records whether the resolver has answered (or given up).
+    pub(super) fn set_resolved(&self, resolved: bool) {
+        self.readiness.send_if_modified(|readiness| {
+            let changed = readiness.resolved != resolved;
+            readiness.resolved = resolved;
+            changed
+        });
     }
 
     /// Records a new call in the budgets.
@@ -440,6 +478,14 @@ impl<T: Transport> Inner<T> {
 
     /// `Unavailable`, not executed: nothing could be tried.
     fn no_endpoint(&self, state: &State<T>, now: Instant) -> Status {
+        if state.endpoints.is_empty() {
+            return Status::unavailable(format!(
+                "no instance of service {} is known: none is listed yet (with \
+                 wait_for_ready, a call waits for one until its deadline)",
+                self.service
+            ))
+            .not_executed();
+        }
         let open = state
             .members
             .values()

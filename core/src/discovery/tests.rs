@@ -782,6 +782,81 @@ async fn a_remote_watch_waits_across_quiet_long_polls_until_the_list_changes() {
     changer.await.unwrap();
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_call_made_before_any_instance_registered_waits_for_the_first_one() {
+    // Proves wait-for-ready: the registry has answered (with no instance yet)
+    // when the call is made; the call waits, is sent as soon as the first
+    // instance registers 50 ms later, and succeeds. With wait_for_ready off it
+    // fails at once, Unavailable and not executed, naming the service. This is
+    // the start-up race seeds 31, 38, 65, ... of registry-partition hit.
+    let net = MemNet::default();
+    servers(&net, &["a:1"]).await;
+    let registry: Arc<dyn Registry> = Arc::new(MemoryRegistry::new());
+    let resolver = crate::Resolver::spawn(Arc::clone(&registry), "echo", ResolverConfig::default());
+    resolver.ready().await;
+    let (config, _events) = config();
+    let service = ServiceClient::with_resolver(net.clone(), resolver, config.clone());
+    let client = Client::new(service.clone());
+    let start = Instant::now();
+    let call = tokio::spawn(async move {
+        who(&client, CallOptions::new().timeout(Duration::from_secs(1))).await
+    });
+    sleep(Duration::from_millis(50)).await;
+    registry
+        .register(Instance::new("echo", "a:1"), Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(call.await.unwrap().unwrap(), "a:1");
+    assert!(
+        start.elapsed() < Duration::from_millis(100),
+        "{:?}",
+        start.elapsed()
+    );
+
+    let resolver =
+        crate::Resolver::spawn(Arc::clone(&registry), "other", ResolverConfig::default());
+    resolver.ready().await;
+    let impatient = ServiceClientConfig {
+        wait_for_ready: false,
+        ..config
+    };
+    let client = Client::new(ServiceClient::with_resolver(
+        net.clone(),
+        resolver,
+        impatient,
+    ));
+    let start = Instant::now();
+    let status = who(&client, CallOptions::new().timeout(Duration::from_secs(1)))
+        .await
+        .unwrap_err();
+    assert_eq!(start.elapsed(), Duration::ZERO);
+    assert_eq!(status.code(), Code::Unavailable);
+    assert!(!status.may_have_executed());
+    assert!(status.message().contains("service other"), "{status:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_call_waiting_for_ready_fails_not_executed_at_its_deadline() {
+    // Proves wait-for-ready is bounded by the call's deadline: no instance ever
+    // registers, the call ends at its 200 ms timeout, not executed.
+    let net = MemNet::default();
+    let registry: Arc<dyn Registry> = Arc::new(MemoryRegistry::new());
+    let resolver = crate::Resolver::spawn(Arc::clone(&registry), "echo", ResolverConfig::default());
+    resolver.ready().await;
+    let (config, _events) = config();
+    let client = Client::new(ServiceClient::with_resolver(net.clone(), resolver, config));
+    let start = Instant::now();
+    let status = who(
+        &client,
+        CallOptions::new().timeout(Duration::from_millis(200)),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(start.elapsed(), Duration::from_millis(200));
+    assert_eq!(status.code(), Code::Unavailable);
+    assert!(!status.may_have_executed());
+}
+
 /// Runs a fixed workload against a flaky and a slow endpoint with the default
 /// (random, load-aware) balancer and returns the event trace as text.
 async fn traced_run(seed: u64) -> Vec<String> {
@@ -885,3 +960,5 @@ async fn a_pool_connect_finishes_even_when_the_call_that_started_it_is_dropped()
     sleep(Duration::from_millis(100)).await;
     assert_eq!(pool.health(), PoolHealth::Ready);
 }
+
+mod may_have_executed;
