@@ -184,5 +184,6 @@ scenarios! {
     servers_re_register_after_the_registry_restarts => "registry-restart.toml",
     an_overloaded_server_slows_sheds_and_fails_with_its_own_codes => "overload.toml",
     a_forwarding_hop_with_its_own_retries_hides_a_backend_crash => "forward-failover.toml",
+    a_per_attempt_timeout_retries_past_a_stuck_server => "attempt-timeout.toml",
     a_call_that_ran_then_lost_its_reply_still_reports_may_have_executed => "lost-reply-then-deadline.toml",
 }

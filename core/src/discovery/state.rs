@@ -425,7 +425,14 @@ impl<T: Transport> Inner<T> {
             hedge,
         });
         let mut request = info.request.clone();
-        if let Some(deadline) = info.deadline {
+        // The server gets the attempt's deadline: the call's, or the
+        // per-attempt bound when that comes first.
+        let attempt_deadline = self.config.retry.attempt_timeout.map(|t| now + t);
+        let deadline = match (info.deadline, attempt_deadline) {
+            (Some(call), Some(attempt)) => Some(call.min(attempt)),
+            (call, attempt) => call.or(attempt),
+        };
+        if let Some(deadline) = deadline {
             request.timeout = Some(deadline.saturating_duration_since(now));
         }
         let call = pool.call(request);

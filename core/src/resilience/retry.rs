@@ -31,6 +31,13 @@ pub struct RetryPolicy {
     /// Codes worth retrying. Default: [`Code::is_retryable_by_default`]
     /// (Unavailable, ResourceExhausted, Aborted, DeadlineExceeded).
     pub retryable_codes: BTreeSet<Code>,
+    /// Bound on each attempt (with its hedge, if one is sent): when it passes,
+    /// the attempt is abandoned as `DeadlineExceeded` (it may have executed)
+    /// and retried if the policy allows, within the call's own deadline, which
+    /// it never extends. The server is sent the shorter of the two deadlines,
+    /// so it stops too. `None` (default): each attempt may use the call's
+    /// whole remaining deadline — a stuck attempt then costs the whole call.
+    pub attempt_timeout: Option<std::time::Duration>,
 }
 
 impl Default for RetryPolicy {
@@ -42,6 +49,7 @@ impl Default for RetryPolicy {
                 .into_iter()
                 .filter(|code| code.is_retryable_by_default())
                 .collect(),
+            attempt_timeout: None,
         }
     }
 }
@@ -93,6 +101,12 @@ impl RetryPolicy {
                     "{} is outside 1..={MAX_ATTEMPTS_LIMIT} (1 means no retries)",
                     self.max_attempts
                 ),
+            ));
+        }
+        if self.attempt_timeout.is_some_and(|t| t.is_zero()) {
+            return Err(ConfigError::new(
+                "attempt_timeout",
+                "0 would abandon every attempt at once; omit it for no per-attempt bound",
             ));
         }
         if self.retryable_codes.contains(&Code::Ok) {

@@ -135,6 +135,7 @@ pub(crate) struct RawRetry {
     pub(crate) max_attempts: Option<Spanned<i64>>,
     pub(crate) backoff: Option<Spanned<RawBackoff>>,
     pub(crate) codes: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(crate) attempt_timeout: Option<Spanned<DurationText>>,
 }
 
 /// `backoff = { initial, max, multiplier, jitter }` in `[clients.retry]`.

@@ -38,6 +38,11 @@ pub(super) fn check_retry(
             Some(codes) => check_codes(loc, codes)?,
             None => defaults.retryable_codes,
         },
+        attempt_timeout: super::fields::positive_duration(
+            loc,
+            raw.attempt_timeout.as_ref(),
+            "attempt_timeout",
+        )?,
     };
     let keys = [
         ("max_attempts", "max_attempts", span(&raw.max_attempts)),
