@@ -201,8 +201,6 @@ enum Wake {
     Hedge,
     /// The call's deadline passed.
     Deadline,
-    /// The round's per-attempt timeout passed (before the call's deadline).
-    AttemptTimeout,
 }
 
 /// Waits for `first` (and, if the hedge delay passes, one hedge to another
@@ -220,11 +218,6 @@ async fn round<T: Transport>(
         true => None,
         false => inner.hedge_delay().map(|delay| Instant::now() + delay),
     };
-    // A per-attempt bound only matters when it ends before the call does.
-    let attempt_timeout = inner.config.retry.attempt_timeout;
-    let attempt_deadline = attempt_timeout
-        .map(|t| Instant::now() + t)
-        .filter(|at| info.deadline.is_none_or(|call| *at < call));
     let mut running = vec![first];
     loop {
         let wake = tokio::select! {
@@ -232,7 +225,6 @@ async fn round<T: Transport>(
             (index, result) = poll_any(&mut running) => Wake::Done(index, result),
             () = maybe_sleep_until(hedge_at) => Wake::Hedge,
             () = maybe_sleep_until(info.deadline) => Wake::Deadline,
-            () = maybe_sleep_until(attempt_deadline) => Wake::AttemptTimeout,
         };
         match wake {
             Wake::Done(index, Ok(reply)) => {
@@ -266,23 +258,6 @@ async fn round<T: Transport>(
                     tried.insert(hedge.guard.endpoint.clone());
                     running.push(hedge);
                 }
-            }
-            Wake::AttemptTimeout => {
-                let status = Status::deadline_exceeded(format!(
-                    "{} on service {}: attempt {} timed out after {:?} (attempt_timeout)",
-                    info.request.method,
-                    inner.service,
-                    tracker.attempts,
-                    attempt_timeout.unwrap_or_default()
-                ));
-                let mut endpoint = String::new();
-                // Abandoned mid-flight: each may have run (the status says so).
-                tracker.note(&status);
-                for attempt in running.drain(..) {
-                    endpoint = attempt.guard.endpoint.clone();
-                    attempt.guard.finish(&Err(status.clone()));
-                }
-                return Err((status, endpoint));
             }
             Wake::Deadline => {
                 let status = Status::deadline_exceeded(format!(

@@ -962,3 +962,56 @@ async fn a_pool_connect_finishes_even_when_the_call_that_started_it_is_dropped()
 }
 
 mod may_have_executed;
+
+#[tokio::test(start_paused = true)]
+async fn a_per_attempt_timeout_abandons_a_stuck_attempt_and_retries_elsewhere() {
+    // Proves attempt_timeout cuts an attempt that would use the whole call
+    // deadline: of two calls (round robin), the one that lands on the slow
+    // endpoint first is abandoned there after 50 ms and answered by the
+    // other; without the bound the same workload waits out the slow endpoint.
+    let net = MemNet::default();
+    let behaviours = servers(&net, &["a:1", "b:1"]).await;
+    set(&behaviours, "a:1", slow(Duration::from_millis(500)));
+    let (mut config, events) = config();
+    config.retry.attempt_timeout = Some(Duration::from_millis(50));
+    let client = client_for(&net, &["a:1", "b:1"], config.clone());
+    let options = CallOptions::new()
+        .idempotent()
+        .timeout(Duration::from_secs(1));
+    for _ in 0..2 {
+        let start = Instant::now();
+        assert_eq!(who(&client, options.clone()).await.unwrap(), "b:1");
+        assert!(
+            start.elapsed() < Duration::from_millis(100),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+    let calls = attempts_by_call(&events);
+    let retried: Vec<Vec<&str>> = calls
+        .values()
+        .map(|a| a.iter().map(|(e, _)| e.as_str()).collect())
+        .filter(|a: &Vec<&str>| a.len() == 2)
+        .collect();
+    assert_eq!(retried, [["a:1", "b:1"]]);
+
+    config.retry.attempt_timeout = None;
+    let client = client_for(&net, &["a:1", "b:1"], config);
+    let mut slowest = Duration::ZERO;
+    for _ in 0..2 {
+        let start = Instant::now();
+        who(&client, options.clone()).await.unwrap();
+        slowest = slowest.max(start.elapsed());
+    }
+    assert!(slowest >= Duration::from_millis(500), "{slowest:?}");
+}
+
+#[test]
+fn a_zero_attempt_timeout_is_refused() {
+    // Proves validate() rejects a bound that would abandon every attempt at once.
+    let policy = RetryPolicy {
+        attempt_timeout: Some(Duration::ZERO),
+        ..RetryPolicy::default()
+    };
+    assert!(policy.validate().is_err());
+}

@@ -31,11 +31,11 @@ pub struct RetryPolicy {
     /// Codes worth retrying. Default: [`Code::is_retryable_by_default`]
     /// (Unavailable, ResourceExhausted, Aborted, DeadlineExceeded).
     pub retryable_codes: BTreeSet<Code>,
-    /// Bound on each attempt (with its hedge, if one is sent): when it passes,
-    /// the attempt is abandoned as `DeadlineExceeded` (it may have executed)
-    /// and retried if the policy allows, within the call's own deadline, which
-    /// it never extends. The server is sent the shorter of the two deadlines,
-    /// so it stops too. `None` (default): each attempt may use the call's
+    /// Bound on each attempt (and each hedge), sent as the attempt's own
+    /// deadline: when it passes, the attempt fails as `DeadlineExceeded` (it
+    /// may have executed) and is retried if the policy allows, within the
+    /// call's own deadline, which it never extends. The server gets the same
+    /// shorter deadline, so it stops too. `None` (default): each attempt may use the call's
     /// whole remaining deadline — a stuck attempt then costs the whole call.
     pub attempt_timeout: Option<std::time::Duration>,
 }
