@@ -155,6 +155,9 @@ struct Index<'t> {
     attempts_per_call: BTreeMap<(&'t str, u64), u32>,
     /// (client host, call number) → `server.executed` events naming it, on any server.
     executions: BTreeMap<(&'t str, u64), u32>,
+    /// (client host, call number) → handler runs that ended `refused`: they
+    /// ran but declared "not executed" themselves (no side effects).
+    refusals: BTreeMap<(&'t str, u64), u32>,
     /// (server host, client host, call number) → that server's handler runs.
     runs: BTreeMap<(&'t str, &'t str, u64), Runs>,
     /// Breaker transitions in trace order.
@@ -229,7 +232,15 @@ impl<'t> Index<'t> {
                 runs.executed_at.push(at);
             }
             EventKind::Crashed => self.crashes.entry(host).or_default().push(at),
-            EventKind::HandlerDone { client, call, .. } => {
+            EventKind::HandlerDone {
+                client,
+                call,
+                outcome,
+                ..
+            } => {
+                if outcome == "refused" {
+                    *self.refusals.entry((client.as_str(), *call)).or_default() += 1;
+                }
                 self.runs
                     .entry((host, client.as_str(), *call))
                     .or_default()

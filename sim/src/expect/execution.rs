@@ -14,7 +14,10 @@ use crate::scenario::{format_duration, Filter};
 impl Index<'_> {
     /// The implicit check: a call that failed with `may_have_executed = false`
     /// promised its caller the handler never ran, which is what makes retrying a
-    /// non-idempotent call safe. Any `server.executed` naming it breaks that promise.
+    /// non-idempotent call safe. Any `server.executed` naming it breaks that
+    /// promise — unless that run itself declared "not executed" (`server.done
+    /// … outcome=refused`: a handler that refused before doing anything), which
+    /// is the user's promise, not the framework's.
     pub(super) fn not_executed_means_not_executed(&self) -> Verdict {
         let mut checked = 0u64;
         let mut broken = Vec::new();
@@ -27,6 +30,8 @@ impl Index<'_> {
             }
             checked += 1;
             let runs = self.executions.get(&(client, call)).copied().unwrap_or(0);
+            let refused = self.refusals.get(&(client, call)).copied().unwrap_or(0);
+            let runs = runs.saturating_sub(refused);
             if runs > 0 {
                 broken.push(format!("{client}#{call} ran {runs}x"));
             }

@@ -103,10 +103,14 @@ pub fn router(env: &ServerEnv) -> Server {
             async move {
                 if let (Some(forwarder), Some(method)) = (forwarder, forward_method) {
                     // The call inherits this handler's remaining deadline; `Hop`
-                    // passes the original caller's identity on.
+                    // passes the original caller's identity on. A failure is
+                    // passed back as "may have executed": this handler ran, and
+                    // the next tier's "not executed" says nothing about it (a
+                    // hop must not forward that promise blindly).
                     let _: ByteBuf = forwarder
                         .call_with(&method, &body, CallOptions::new())
-                        .await?;
+                        .await
+                        .map_err(Status::executed)?;
                 }
                 Ok::<_, Status>(body)
             }

@@ -301,10 +301,12 @@ where
                 )));
             }
             let response = inner.await?;
-            guard.outcome = Some(if response.result.is_ok() {
-                "ok"
-            } else {
-                "error"
+            // `refused`: the handler ran but declared it did nothing ("not
+            // executed"); the implicit not-executed check trusts that.
+            guard.outcome = Some(match &response.result {
+                Ok(_) => "ok",
+                Err(status) if !status.may_have_executed() => "refused",
+                Err(_) => "error",
             });
             Ok(response)
         }))
