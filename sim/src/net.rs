@@ -156,6 +156,12 @@ impl Listener for SimListener {
     }
 }
 
+/// The address of server host `host` inside the simulation (`kv-1:7000`):
+/// every simulated server listens on [`SERVER_PORT`].
+pub fn addr_of(host: &str) -> String {
+    format!("{host}:{SERVER_PORT}")
+}
+
 /// The address a simulated server binds.
 pub fn bind_addr() -> String {
     SocketAddr::from((Ipv4Addr::UNSPECIFIED, SERVER_PORT)).to_string()

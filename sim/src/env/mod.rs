@@ -24,7 +24,7 @@ pub use trace::{
 
 use crate::host::client::SimCaller;
 use crate::host::server::{harness_layer, Hop, ServerState};
-use crate::net::{SimTransport, SERVER_PORT};
+use crate::net::SimTransport;
 use crate::recorder::{now, Recorder};
 use crate::scenario::{ClientGroup, Load, Scenario};
 use crate::trace::Event;
@@ -159,7 +159,7 @@ impl ServerEnv {
 
     /// The address of server host `host` inside the simulation (`kv-1:7000`).
     pub fn addr_of(&self, host: &str) -> String {
-        format!("{host}:{SERVER_PORT}")
+        crate::net::addr_of(host)
     }
 
     /// A client to server host `host` (one pooled connection, fail fast). Calls
@@ -245,7 +245,7 @@ impl ClientEnv {
 
     /// The address of server host `host` inside the simulation (`kv-1:7000`).
     pub fn addr_of(&self, host: &str) -> String {
-        format!("{host}:{SERVER_PORT}")
+        crate::net::addr_of(host)
     }
 
     /// Records the user's own events on this host.

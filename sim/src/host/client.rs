@@ -22,7 +22,7 @@ use squall::{
 use super::server::{control_backoff, remote_registry};
 use super::{CALL_KEY, CLIENT_KEY, HASH_KEY};
 use crate::env::{ClientEnv, Store};
-use crate::net::{host_of, SimTransport, SERVER_PORT};
+use crate::net::{host_of, SimTransport};
 use crate::recorder::{now, Recorder};
 use crate::scenario::{ClientGroup, RegistryConfig};
 use crate::simulation::ClientWorkload;
@@ -310,7 +310,7 @@ fn service_client(
             let endpoints = group
                 .targets
                 .iter()
-                .map(|host| Endpoint::new(format!("{host}:{SERVER_PORT}"), 1))
+                .map(|host| Endpoint::new(crate::net::addr_of(host), 1))
                 .collect();
             ServiceClient::new(transport, "static", endpoints, config)
         }

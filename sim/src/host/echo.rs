@@ -23,7 +23,7 @@ use squall::{
 use super::server::Hop;
 use super::{CALL_KEY, HASH_KEY};
 use crate::env::{ClientEnv, RunView, ServerEnv};
-use crate::net::{SimTransport, SERVER_PORT};
+use crate::net::SimTransport;
 use crate::scenario::{MethodWeight, Scenario};
 use crate::trace::EventKind;
 
@@ -55,7 +55,7 @@ fn forwarder(env: &ServerEnv, scenario: &Scenario) -> Option<Forwarder> {
     let endpoints = forward
         .targets
         .iter()
-        .map(|host| Endpoint::new(format!("{host}:{SERVER_PORT}"), 1))
+        .map(|host| Endpoint::new(crate::net::addr_of(host), 1))
         .collect();
     let config = ServiceClientConfig {
         balancer: BalancerKind::RoundRobin,

@@ -27,7 +27,7 @@ use tokio::sync::watch;
 
 use super::{sleep_until_sim, CALL_KEY, CLIENT_KEY};
 use crate::env::{ServerEnv, Store};
-use crate::net::{bind_addr, SimTransport, SERVER_PORT};
+use crate::net::{bind_addr, SimTransport};
 use crate::recorder::Recorder;
 use crate::scenario::{Behaviour, LatencyRange, RegistryConfig, Scenario, ServerHost};
 use crate::simulation::ServerFactory;
@@ -35,7 +35,7 @@ use crate::trace::EventKind;
 
 /// The registry's address inside the simulation.
 pub fn registry_addr() -> String {
-    format!("{}:{SERVER_PORT}", crate::scenario::REGISTRY_HOST)
+    crate::net::addr_of(crate::scenario::REGISTRY_HOST)
 }
 
 /// Channel settings for control-plane connections (registry) inside the
@@ -356,11 +356,8 @@ fn register(state: &ServerState, transport: &SimTransport) -> Option<Registrar> 
     let config = state.registry.as_ref()?;
     // Renewals are bounded by the heartbeat: a slower one is as good as lost.
     let remote = remote_registry(transport, config, config.heartbeat);
-    let instance = Instance::new(
-        state.service.clone(),
-        format!("{}:{SERVER_PORT}", state.name),
-    )
-    .with_weight(state.weight);
+    let instance = Instance::new(state.service.clone(), crate::net::addr_of(&state.name))
+        .with_weight(state.weight);
     Some(Registrar::spawn(
         Arc::new(remote),
         instance,
