@@ -649,9 +649,14 @@ where
                     if handled >= FRAMES_PER_BATCH_MAX {
                         break None;
                     }
-                    match frames.next().now_or_never() {
-                        Some(next) => item = next,
-                        None => break None,
+                    // What is buffered first (no future to build), then one
+                    // read that does not wait.
+                    match frames.buffered() {
+                        Some(next) => item = Some(next),
+                        None => match frames.next().now_or_never() {
+                            Some(next) => item = next,
+                            None => break None,
+                        },
                     }
                 };
                 if let Some(reason) = end {
