@@ -1,5 +1,19 @@
-//! Fixed-count echo calls over loopback TCP on one current-thread runtime, for
-//! instruction counting under callgrind: `percall N IN_FLIGHT PAYLOAD`.
+//! Fixed-count echo calls over loopback TCP, for counting instructions per call
+//! under callgrind, which counts the same on a loaded machine as on a quiet one
+//! (unlike calls/s): `percall CALLS IN_FLIGHT PAYLOAD [multi]` (`multi`: a
+//! two-worker runtime instead of one thread). Run it at two call counts and
+//! divide the difference in instructions by the difference in calls, which
+//! cancels start-up:
+//!
+//! ```sh
+//! cargo build --release -p squall --example percall
+//! for n in 16000 48000; do
+//!   valgrind --tool=callgrind --callgrind-out-file=cg.$n target/release/examples/percall $n 64 64
+//! done   # (Ir(48000) - Ir(16000)) / 32000 = instructions per call
+//! ```
+//!
+//! Calls/s and latency come from `loadgen`; this program is for comparing two
+//! versions of the hot path when the machine is too busy for wall-clock figures.
 use std::sync::Arc;
 
 use serde_bytes::ByteBuf;
