@@ -58,10 +58,13 @@ fn arith() -> Router {
             })
         })
         // Positional params: `"params": [2, 3]` is the tuple `(2, 3)`.
-        .route("Arith.Add", |_ctx: Context, (a, b): (i64, i64)| async move {
-            a.checked_add(b)
-                .ok_or_else(|| Status::invalid_argument("sum overflows i64"))
-        })
+        .route(
+            "Arith.Add",
+            |_ctx: Context, (a, b): (i64, i64)| async move {
+                a.checked_add(b)
+                    .ok_or_else(|| Status::invalid_argument("sum overflows i64"))
+            },
+        )
 }
 
 fn with_test_methods(router: Router) -> Router {

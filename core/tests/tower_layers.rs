@@ -76,7 +76,10 @@ fn gated_router(gate: Arc<Semaphore>, waits: Arc<AtomicU64>, passes: Arc<AtomicU
             let waits = Arc::clone(&waits);
             async move {
                 waits.fetch_add(1, Ordering::SeqCst);
-                let permit = gate.acquire().await.map_err(|_| Status::internal("closed"))?;
+                let permit = gate
+                    .acquire()
+                    .await
+                    .map_err(|_| Status::internal("closed"))?;
                 permit.forget();
                 Ok::<(), Status>(())
             }
@@ -139,12 +142,15 @@ async fn towers_load_shed_over_a_concurrency_limit_sheds_the_call_over_the_limit
     .layer(LoadShedLayer::new());
     let channel = connect(&start(server).await).await;
 
-    let held = tokio::spawn(
-        channel
-            .clone()
-            .oneshot(request("Gate.Wait", &(), Duration::from_secs(15))),
-    );
-    wait_until("the first call to run", || waits.load(Ordering::SeqCst) == 1).await;
+    let held = tokio::spawn(channel.clone().oneshot(request(
+        "Gate.Wait",
+        &(),
+        Duration::from_secs(15),
+    )));
+    wait_until("the first call to run", || {
+        waits.load(Ordering::SeqCst) == 1
+    })
+    .await;
 
     let shed = guard(
         "a call over the limit",
@@ -157,7 +163,11 @@ async fn towers_load_shed_over_a_concurrency_limit_sheds_the_call_over_the_limit
     assert_eq!(shed.code(), Code::ResourceExhausted, "{shed}");
     assert!(!shed.may_have_executed(), "{shed}");
     assert!(shed.is_retryable(), "{shed}");
-    assert_eq!(passes.load(Ordering::SeqCst), 0, "the shed handler never ran");
+    assert_eq!(
+        passes.load(Ordering::SeqCst),
+        0,
+        "the shed handler never ran"
+    );
 
     gate.add_permits(1);
     guard("the held call", held)
@@ -191,12 +201,15 @@ async fn towers_concurrency_limit_alone_makes_a_second_call_wait_for_the_first()
     .layer(ConcurrencyLimitLayer::new(1));
     let channel = connect(&start(server).await).await;
 
-    let held = tokio::spawn(
-        channel
-            .clone()
-            .oneshot(request("Gate.Wait", &(), Duration::from_secs(15))),
-    );
-    wait_until("the first call to run", || waits.load(Ordering::SeqCst) == 1).await;
+    let held = tokio::spawn(channel.clone().oneshot(request(
+        "Gate.Wait",
+        &(),
+        Duration::from_secs(15),
+    )));
+    wait_until("the first call to run", || {
+        waits.load(Ordering::SeqCst) == 1
+    })
+    .await;
     let waited = guard(
         "a call behind the limit",
         channel

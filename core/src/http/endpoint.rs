@@ -122,7 +122,10 @@ impl Endpoint {
     ) -> Result<HttpResponse, Infallible> {
         let arrived = Instant::now();
         if request.uri().path() != self.config.path {
-            return Ok(plain(StatusCode::NOT_FOUND, "not found: JSON-RPC is served at POST /jsonrpc"));
+            return Ok(plain(
+                StatusCode::NOT_FOUND,
+                "not found: JSON-RPC is served at POST /jsonrpc",
+            ));
         }
         if request.method() != Method::POST {
             let mut response = plain(
@@ -199,19 +202,17 @@ impl Endpoint {
         deadline: Option<Instant>,
         meta: Metadata,
     ) -> HttpResponse {
-        let body = match jsonrpc::parse_body(
-            bytes,
-            self.config.json_depth_max,
-            self.config.batch_len_max,
-        ) {
-            Ok(body) => body,
-            Err(error) => {
-                let status = Status::invalid_argument(error.message).not_executed();
-                let mut out = Vec::new();
-                jsonrpc::write_error(&mut out, &Value::Null, error.code, &status);
-                return json(out);
-            }
-        };
+        let body =
+            match jsonrpc::parse_body(bytes, self.config.json_depth_max, self.config.batch_len_max)
+            {
+                Ok(body) => body,
+                Err(error) => {
+                    let status = Status::invalid_argument(error.message).not_executed();
+                    let mut out = Vec::new();
+                    jsonrpc::write_error(&mut out, &Value::Null, error.code, &status);
+                    return json(out);
+                }
+            };
         let (entries, batch) = match body {
             Body::Single(entry) => (vec![entry], false),
             Body::Batch(entries) => (entries, true),
@@ -350,7 +351,10 @@ mod tests {
     #[test]
     fn content_type_must_be_application_json_with_any_parameters() {
         assert!(is_json(&headers(&[("content-type", "application/json")])));
-        assert!(is_json(&headers(&[("content-type", "Application/JSON; charset=utf-8")])));
+        assert!(is_json(&headers(&[(
+            "content-type",
+            "Application/JSON; charset=utf-8"
+        )])));
         assert!(!is_json(&headers(&[("content-type", "text/plain")])));
         assert!(!is_json(&headers(&[("content-type", "application/jsonx")])));
         assert!(!is_json(&headers(&[])));

@@ -174,7 +174,10 @@ fn status_data(status: &Status) -> Value {
     data.insert("status_code".into(), status.code().as_u8().into());
     data.insert("message".into(), status.message().into());
     data.insert("retryable".into(), status.is_retryable().into());
-    data.insert("may_have_executed".into(), status.may_have_executed().into());
+    data.insert(
+        "may_have_executed".into(),
+        status.may_have_executed().into(),
+    );
     Value::Object(data)
 }
 
@@ -255,7 +258,10 @@ mod tests {
         for (body, id) in [
             (r#"{"jsonrpc":"1.0","method":"A.B","id":4}"#, Value::from(4)),
             (r#"{"jsonrpc":"2.0","method":5,"id":"x"}"#, Value::from("x")),
-            (r#"{"jsonrpc":"2.0","method":"A.B","params":3,"id":4}"#, Value::from(4)),
+            (
+                r#"{"jsonrpc":"2.0","method":"A.B","params":3,"id":4}"#,
+                Value::from(4),
+            ),
             (r#"{"jsonrpc":"2.0","method":"A.B","id":[1]}"#, Value::Null),
             ("17", Value::Null),
         ] {
@@ -268,12 +274,20 @@ mod tests {
 
     #[test]
     fn bodies_that_are_not_json_or_empty_or_too_long_or_too_deep_fail_whole() {
-        let code = |body: &str| parse_body(body.as_bytes(), 8, 2).map(|_| ()).unwrap_err().code;
+        let code = |body: &str| {
+            parse_body(body.as_bytes(), 8, 2)
+                .map(|_| ())
+                .unwrap_err()
+                .code
+        };
         assert_eq!(code("{\"jsonrpc\":"), PARSE_ERROR);
         assert_eq!(code("{} trailing"), PARSE_ERROR);
         assert_eq!(code("[]"), INVALID_REQUEST);
         assert_eq!(code("[1,2,3]"), INVALID_REQUEST);
-        assert_eq!(code(&format!("{}{}", "[".repeat(9), "]".repeat(9))), PARSE_ERROR);
+        assert_eq!(
+            code(&format!("{}{}", "[".repeat(9), "]".repeat(9))),
+            PARSE_ERROR
+        );
         assert!(parse_body(b"[[[[[[[1]]]]]]]", 8, 2).is_ok());
     }
 
@@ -282,9 +296,15 @@ mod tests {
         let not_found = Status::not_found("x");
         assert_eq!(error_code(&not_found, false), METHOD_NOT_FOUND);
         assert_eq!(error_code(&not_found, true), SERVER_ERROR);
-        assert_eq!(error_code(&Status::invalid_argument("x"), true), INVALID_PARAMS);
+        assert_eq!(
+            error_code(&Status::invalid_argument("x"), true),
+            INVALID_PARAMS
+        );
         assert_eq!(error_code(&Status::internal("x"), true), INTERNAL_ERROR);
-        assert_eq!(error_code(&Status::deadline_exceeded("x"), true), SERVER_ERROR);
+        assert_eq!(
+            error_code(&Status::deadline_exceeded("x"), true),
+            SERVER_ERROR
+        );
     }
 
     #[test]

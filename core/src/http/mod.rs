@@ -191,9 +191,8 @@ async fn serve_connection<R, W>(
     let io = TokioIo::new(tokio::io::join(conn.reader, conn.writer));
     let grace = config.shutdown_grace;
     let handler = Arc::clone(&endpoint);
-    let service = hyper::service::service_fn(move |request| {
-        Arc::clone(&handler).handle(peer, request)
-    });
+    let service =
+        hyper::service::service_fn(move |request| Arc::clone(&handler).handle(peer, request));
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())

@@ -276,7 +276,9 @@ mod tests {
                 if let Ok(permit) = gate.acquire().await {
                     permit.forget();
                 }
-                Ok::<Response, Infallible>(Response { result: Ok(Bytes::new()) })
+                Ok::<Response, Infallible>(Response {
+                    result: Ok(Bytes::new()),
+                })
             }
         })
     }
