@@ -284,10 +284,17 @@ mod tests {
         assert_eq!(code("{} trailing"), PARSE_ERROR);
         assert_eq!(code("[]"), INVALID_REQUEST);
         assert_eq!(code("[1,2,3]"), INVALID_REQUEST);
+        // Depth counts values nested inside another: 10 brackets hold 9 levels.
         assert_eq!(
-            code(&format!("{}{}", "[".repeat(9), "]".repeat(9))),
+            code(&format!("{}{}", "[".repeat(10), "]".repeat(10))),
             PARSE_ERROR
         );
+        assert!(parse_body(
+            format!("{}{}", "[".repeat(9), "]".repeat(9)).as_bytes(),
+            8,
+            2
+        )
+        .is_ok());
         assert!(parse_body(b"[[[[[[[1]]]]]]]", 8, 2).is_ok());
     }
 

@@ -60,9 +60,11 @@ pub struct HttpConfig {
     /// Most requests in one batch; a longer batch is answered with one
     /// -32600 error and nothing runs.
     pub batch_len_max: usize,
-    /// Most levels a body may nest (the batch array and request object count);
-    /// deeper is a -32700 parse error. serde_json refuses past 128 bracket
-    /// levels whatever this says.
+    /// Most levels a body may nest: the top value is level 0, and a value
+    /// inside an array or object is one level deeper than it (so in a single
+    /// request, `params` is level 1 and its elements level 2). Deeper is a
+    /// -32700 parse error, before any handler runs. serde_json itself refuses
+    /// more than 128 levels, whatever this says.
     pub json_depth_max: usize,
     /// Most bytes of a request's head (request line and headers); hyper
     /// answers a larger head with 431.
