@@ -173,7 +173,8 @@ async fn a_batch_answers_its_requests_and_an_all_notification_batch_is_204() {
 async fn limits_refuse_long_batches_large_bodies_and_wrong_requests() {
     // Proves the bounds: a batch over batch_len_max is one -32600 error and
     // nothing runs; a body over body_bytes_max is 413; GET is 405 (Allow:
-    // POST); another path is 404; another content type is 415.
+    // POST); another path is 404; another content type is 415; a head over
+    // header_bytes_max is 431.
     let config = HttpConfig {
         batch_len_max: 2,
         body_bytes_max: 256,
@@ -208,4 +209,10 @@ async fn limits_refuse_long_batches_large_bodies_and_wrong_requests() {
     )
     .await;
     assert_eq!(status, 415);
+    let huge_header = format!(
+        "POST /jsonrpc HTTP/1.1\r\nContent-Type: application/json\r\nX-Pad: {}",
+        "p".repeat(HttpConfig::default().header_bytes_max + 1)
+    );
+    let (status, _, _) = exchange(&addr, &huge_header, b"{}").await;
+    assert_eq!(status, 431);
 }

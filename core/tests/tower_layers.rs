@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use squall::client::{OutgoingRequest, Reply};
+use squall::server::middleware::{Metrics, Rejection};
 use squall::{
     Channel, ChannelConfig, Code, Codec, Context, Listener, Pool, Router, Server, ServiceClient,
     Status, Tcp, Transport,
@@ -131,15 +132,15 @@ async fn towers_load_shed_over_a_concurrency_limit_sheds_the_call_over_the_limit
     // Proves tower's ConcurrencyLimitLayer and LoadShedLayer stack on the
     // server: with a limit of 1 and one call held inside its handler, a second
     // call is shed at once with ResourceExhausted, not executed (its handler
-    // never ran), and once the first finishes a new call is admitted.
+    // never ran), and once the first finishes a new call is admitted. Our
+    // Metrics, above them, counts the shed call as a load-shed rejection.
     let (gate, waits, passes) = counters();
-    let server = Server::new(gated_router(
-        Arc::clone(&gate),
-        Arc::clone(&waits),
-        Arc::clone(&passes),
-    ))
-    .layer(ConcurrencyLimitLayer::new(1))
-    .layer(LoadShedLayer::new());
+    let router = gated_router(Arc::clone(&gate), Arc::clone(&waits), Arc::clone(&passes));
+    let metrics = Metrics::new(&router);
+    let server = Server::new(router)
+        .layer(ConcurrencyLimitLayer::new(1))
+        .layer(LoadShedLayer::new())
+        .layer(metrics.layer());
     let channel = connect(&start(server).await).await;
 
     let held = tokio::spawn(channel.clone().oneshot(request(
@@ -184,6 +185,11 @@ async fn towers_load_shed_over_a_concurrency_limit_sheds_the_call_over_the_limit
     );
     assert_eq!(admitted, 2);
     assert_eq!(passes.load(Ordering::SeqCst), 1);
+    let counted = metrics.snapshot()["Gate.Pass"].rejected.clone();
+    assert_eq!(
+        counted.into_iter().collect::<Vec<_>>(),
+        [(Rejection::LoadShed, 1)]
+    );
 }
 
 #[tokio::test]

@@ -200,8 +200,7 @@ async fn serve_connection<R, W>(
         .timer(TokioTimer::new())
         .header_read_timeout(config.header_read_timeout)
         .max_headers(config.headers_max)
-        // hyper's buffer must hold a whole head; it refuses less than 8 KiB.
-        .max_buf_size(config.header_bytes_max.max(8192))
+        .max_header_size(config.header_bytes_max)
         .keep_alive(true);
     let connection = builder.serve_connection(io, service);
     tokio::pin!(connection);

@@ -190,6 +190,11 @@ impl Server {
     /// An error from `poll_ready` is answered to the next call as the same
     /// status marked *not executed* (that call never reached the layer).
     ///
+    /// A layer whose `poll_ready` waits (`ConcurrencyLimitLayer` at its bound)
+    /// stops the connection's reader until it is ready: every call on that
+    /// connection waits behind it. Put `LoadShedLayer` above it to refuse
+    /// (`ResourceExhausted`, not executed) instead.
+    ///
     /// ```
     /// use std::time::Duration;
     /// use squall::{Router, Server};
