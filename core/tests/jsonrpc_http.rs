@@ -5,6 +5,8 @@
 #![cfg(feature = "http")]
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -12,6 +14,7 @@ use squall::http::{HttpConfig, JsonRpcServer};
 use squall::server::middleware::AuthLayer;
 use squall::{Context, Listener, Router, Server, Status, Tcp, Transport};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::Semaphore;
 
 const HANG_GUARD: Duration = Duration::from_secs(20);
 
@@ -215,4 +218,116 @@ async fn limits_refuse_long_batches_large_bodies_and_wrong_requests() {
     );
     let (status, _, _) = exchange(&addr, &huge_header, b"{}").await;
     assert_eq!(status, 431);
+}
+
+/// `Gate.Wait` counts its runs in `entered`, then waits for a permit of `gate`.
+fn gated_router(gate: Arc<Semaphore>, entered: Arc<AtomicU64>) -> Router {
+    Router::new().route("Gate.Wait", move |_ctx: Context, (): ()| {
+        let gate = Arc::clone(&gate);
+        let entered = Arc::clone(&entered);
+        async move {
+            entered.fetch_add(1, Ordering::SeqCst);
+            let permit = gate
+                .acquire()
+                .await
+                .map_err(|_| Status::internal("closed"))?;
+            permit.forget();
+            Ok::<u64, Status>(7)
+        }
+    })
+}
+
+async fn wait_until(what: &str, condition: impl Fn() -> bool) {
+    guard(what, async {
+        while !condition() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn shutdown_answers_the_request_in_progress_and_then_serve_returns() {
+    // Proves graceful shutdown: a call running when shutdown begins is still
+    // answered (200, its result), and `serve` returns once it has been.
+    let gate = Arc::new(Semaphore::new(0));
+    let entered = Arc::new(AtomicU64::new(0));
+    let server = Server::new(gated_router(Arc::clone(&gate), Arc::clone(&entered)));
+    let listener = Tcp.bind("127.0.0.1:0").await.expect("bind loopback");
+    let addr = listener.local_addr().expect("bound address").to_string();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(JsonRpcServer::new(&server).serve(listener, async move {
+        let _ = stopped.await;
+    }));
+    let call = {
+        let addr = addr.clone();
+        tokio::spawn(async move {
+            let body = json!({"jsonrpc": "2.0", "method": "Gate.Wait", "id": 1});
+            post(&addr, &body, &[]).await
+        })
+    };
+    wait_until("the call to start", || entered.load(Ordering::SeqCst) == 1).await;
+    stop.send(()).expect("the server is running");
+    gate.add_permits(1);
+    let (status, answer) = guard("the call in progress", call).await.expect("task");
+    assert_eq!(status, 200);
+    assert_eq!(
+        answer,
+        Some(json!({"jsonrpc": "2.0", "result": 7, "id": 1}))
+    );
+    guard("serve to return", serving)
+        .await
+        .expect("task")
+        .expect("serve ends cleanly");
+}
+
+#[tokio::test]
+async fn past_the_connection_limit_a_new_connection_is_closed_unanswered() {
+    // Proves connections_max: with a limit of one and one connection open
+    // (sending nothing), a second connection is closed with no answer; once
+    // the first leaves, a new connection is served.
+    let config = HttpConfig {
+        connections_max: 1,
+        ..HttpConfig::default()
+    };
+    let addr = start(Server::new(router()), config).await;
+    let holder = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    // The holder's slot is taken once the server has accepted it; a refused
+    // connection reads end-of-stream with nothing in it.
+    let request = "POST /jsonrpc HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}";
+    let mut refused = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    let _ = refused.write_all(request.as_bytes()).await;
+    let mut answer = Vec::new();
+    let _ = guard(
+        "the refused connection to close",
+        refused.read_to_end(&mut answer),
+    )
+    .await;
+    assert!(answer.is_empty(), "{}", String::from_utf8_lossy(&answer));
+
+    drop(holder);
+    let call = json!({"jsonrpc": "2.0", "method": "Arith.Add", "params": [4, 4], "id": 1});
+    guard("a connection once the slot is free", async {
+        loop {
+            let mut stream = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+            let body = call.to_string();
+            let head = format!(
+                "POST /jsonrpc HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes()).await;
+            let _ = stream.write_all(body.as_bytes()).await;
+            let mut answer = Vec::new();
+            let _ = stream.read_to_end(&mut answer).await;
+            if answer.starts_with(b"HTTP/1.1 200") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
 }
