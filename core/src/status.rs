@@ -242,11 +242,11 @@ impl From<std::convert::Infallible> for Status {
     }
 }
 
-/// tower's `Timeout` fired: the handler was dropped mid-way, so it may have
-/// run (in part).
+/// tower's `Timeout` fired: the call was dropped mid-way, so it may have run
+/// (in part).
 impl From<tower::timeout::error::Elapsed> for Status {
     fn from(_: tower::timeout::error::Elapsed) -> Status {
-        Status::deadline_exceeded("server timeout layer elapsed before the handler finished")
+        Status::deadline_exceeded("a tower timeout layer elapsed before the call finished")
     }
 }
 
@@ -256,7 +256,8 @@ impl From<tower::timeout::error::Elapsed> for Status {
 /// counts both as a load-shed rejection.
 impl From<tower::load_shed::error::Overloaded> for Status {
     fn from(_: tower::load_shed::error::Overloaded) -> Status {
-        Status::resource_exhausted("server overloaded (load shed layer): shed").not_executed()
+        Status::resource_exhausted("overloaded (a tower load shed layer refused the call): shed")
+            .not_executed()
     }
 }
 

@@ -359,6 +359,26 @@ async fn towers_retry_wraps_a_pool_and_retries_only_what_is_safe() {
     );
 }
 
+#[tokio::test]
+async fn the_typed_client_calls_through_a_tower_stack_with_tower_caller() {
+    // Proves TowerCaller turns a tower stack over a Pool back into a Caller:
+    // the typed Client's call goes through tower's Retry (three attempts, the
+    // first two refused unexecuted) and decodes the reply.
+    let attempts = Arc::new(AtomicU64::new(0));
+    let addr = start(Server::new(flaky_router(2, Arc::clone(&attempts)))).await;
+    let pool = Pool::new(Tcp, &addr, ChannelConfig::default(), 1);
+    let stack = tower::retry::Retry::new(RetrySafe { attempts_left: 3 }, pool);
+    let client = squall::Client::new(squall::client::TowerCaller::new(stack));
+    let answer: u64 = guard(
+        "a typed call through tower",
+        client.call("Flaky.Call", &11u64),
+    )
+    .await
+    .expect("the third attempt succeeds");
+    assert_eq!(answer, 11);
+    assert_eq!(attempts.load(Ordering::SeqCst), 3);
+}
+
 #[test]
 fn every_caller_is_a_tower_service_of_outgoing_requests() {
     // Proves at compile time that the three callers fit any tower middleware

@@ -19,6 +19,7 @@ use serde::{de::DeserializeOwned, Serialize};
 
 pub use channel::{Channel, ChannelConfig, PendingCall};
 pub use pool::{Pool, PoolCall, PoolHealth, PoolStats};
+pub use service::{TowerCall, TowerCaller};
 
 use crate::protocol::Codec;
 use crate::status::Status;
