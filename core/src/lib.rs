@@ -16,6 +16,8 @@
 //! - [`resilience`]: pure policy state machines — [`CircuitBreaker`], [`Backoff`],
 //!   [`RetryBudget`], [`RetryPolicy`], [`FailMode`], [`HedgePolicy`].
 //! - [`rng`]: named, seeded random streams ([`SeedSource`]).
+//! - `http` (feature `http`): JSON-RPC 2.0 over HTTP/1.1 for any [`Router`]
+//!   (hyper, not squall, reads the wall clock there, for the `Date` header).
 //!
 //! Core spawns no threads, reads no wall clock and takes no OS randomness except
 //! in [`SeedSource::from_os`]; that is what lets `sim` replay a run exactly.
@@ -27,6 +29,8 @@ pub mod client;
 mod conn;
 pub mod context;
 pub mod discovery;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod protocol;
 pub mod registry;
 pub mod resilience;
