@@ -16,6 +16,7 @@
 //! `Unimplemented`, naming the address that is not a registry.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
@@ -27,46 +28,109 @@ use super::proto::{
 };
 use super::{Instance, LeaseId, MemoryRegistry, Registry, Snapshot};
 use crate::client::{CallOptions, Caller, Client};
+use crate::context::Context;
+use crate::server::middleware::{token_matches, AUTHORIZATION};
 use crate::{Code, Router, Status};
 
 /// A [`Router`] serving `registry` under `Registry.Register`, `.KeepAlive`,
-/// `.Deregister`, `.Discover` and `.Watch` (see [`proto`]). Merge it into a
-/// server's router or serve it alone: `Server::new(router(registry))`.
+/// `.Deregister`, `.Discover` and `.Watch` (see [`proto`]) to anyone who can
+/// connect. Merge it into a server's router or serve it alone:
+/// `Server::new(router(registry))`.
+///
+/// Open: any peer may register any instance. Outside a trusted network (and
+/// the simulation), serve [`authenticated_router`] instead.
 pub fn router(registry: MemoryRegistry) -> Router {
-    let register = registry.clone();
-    let keep_alive = registry.clone();
-    let deregister = registry.clone();
-    let discover = registry.clone();
-    let watch = registry;
+    routes(registry, Arc::new(Vec::new()))
+}
+
+/// [`router`], but every call must carry one of `tokens` in its
+/// [`AUTHORIZATION`] metadata ([`RemoteRegistry::with_token`] sends it); any
+/// other call is refused as `Unauthenticated` (not executed, not retryable)
+/// before it reaches the registry. Tokens are compared in constant time.
+///
+/// Reads (`Discover`, `Watch`) need a token too: the instance list is a map of
+/// the deployment.
+///
+/// # Panics
+/// If `tokens` is empty or holds an empty token: a registry that requires a
+/// token nobody can present is a configuration mistake found at start-up.
+pub fn authenticated_router(
+    registry: MemoryRegistry,
+    tokens: impl IntoIterator<Item = String>,
+) -> Router {
+    let tokens: Vec<String> = tokens.into_iter().collect();
+    assert!(
+        !tokens.is_empty() && tokens.iter().all(|token| !token.is_empty()),
+        "registry service: authenticated_router needs at least one non-empty token"
+    );
+    routes(registry, Arc::new(tokens))
+}
+
+/// The five routes, each checking `tokens` first (none: open).
+fn routes(registry: MemoryRegistry, tokens: Arc<Vec<String>>) -> Router {
+    let register = (registry.clone(), Arc::clone(&tokens));
+    let keep_alive = (registry.clone(), Arc::clone(&tokens));
+    let deregister = (registry.clone(), Arc::clone(&tokens));
+    let discover = (registry.clone(), Arc::clone(&tokens));
+    let watch = (registry, tokens);
     Router::new()
-        .route(proto::METHOD_REGISTER, move |_ctx, request| {
-            let registry = register.clone();
-            async move { proto::serve_register(&registry, request).await }
-        })
-        .route(proto::METHOD_KEEP_ALIVE, move |_ctx, request| {
-            let registry = keep_alive.clone();
+        .route(proto::METHOD_REGISTER, move |ctx, request| {
+            let (registry, tokens) = register.clone();
             async move {
+                authenticate(&ctx, &tokens)?;
+                proto::serve_register(&registry, request).await
+            }
+        })
+        .route(proto::METHOD_KEEP_ALIVE, move |ctx, request| {
+            let (registry, tokens) = keep_alive.clone();
+            async move {
+                authenticate(&ctx, &tokens)?;
                 proto::serve_keep_alive(&registry, request)
                     .await
                     .map_err(lease_lost_on_the_wire)
             }
         })
-        .route(proto::METHOD_DEREGISTER, move |_ctx, request| {
-            let registry = deregister.clone();
+        .route(proto::METHOD_DEREGISTER, move |ctx, request| {
+            let (registry, tokens) = deregister.clone();
             async move {
+                authenticate(&ctx, &tokens)?;
                 proto::serve_deregister(&registry, request)
                     .await
                     .map_err(lease_lost_on_the_wire)
             }
         })
-        .route(proto::METHOD_DISCOVER, move |_ctx, request| {
-            let registry = discover.clone();
-            async move { proto::serve_discover(&registry, request).await }
+        .route(proto::METHOD_DISCOVER, move |ctx, request| {
+            let (registry, tokens) = discover.clone();
+            async move {
+                authenticate(&ctx, &tokens)?;
+                proto::serve_discover(&registry, request).await
+            }
         })
-        .route(proto::METHOD_WATCH, move |_ctx, request| {
-            let registry = watch.clone();
-            async move { proto::serve_watch(&registry, request).await }
+        .route(proto::METHOD_WATCH, move |ctx, request| {
+            let (registry, tokens) = watch.clone();
+            async move {
+                authenticate(&ctx, &tokens)?;
+                proto::serve_watch(&registry, request).await
+            }
         })
+}
+
+/// Admits the call if no tokens are configured or it carries one of them.
+fn authenticate(ctx: &Context, tokens: &[String]) -> Result<(), Status> {
+    if tokens.is_empty() {
+        return Ok(());
+    }
+    let refused = match ctx.get(AUTHORIZATION) {
+        Some(token) if token_matches(token, tokens) => return Ok(()),
+        Some(_) => "an invalid token",
+        None => "no token",
+    };
+    Err(Status::unauthenticated(format!(
+        "registry: {} refused: the call carries {refused} in `{AUTHORIZATION}` metadata",
+        ctx.method()
+    ))
+    .not_executed()
+    .with_retryable(false))
 }
 
 /// The registry's `NotFound` (unknown or expired lease) as sent on the wire:
@@ -128,6 +192,8 @@ pub struct RemoteRegistry<C: Caller> {
     client: Client<C>,
     /// Timeouts.
     config: RemoteRegistryConfig,
+    /// Sent as [`AUTHORIZATION`] metadata on every call, if set.
+    token: Option<Arc<str>>,
 }
 
 impl<C: Caller + fmt::Debug> fmt::Debug for RemoteRegistry<C> {
@@ -135,6 +201,7 @@ impl<C: Caller + fmt::Debug> fmt::Debug for RemoteRegistry<C> {
         f.debug_struct("RemoteRegistry")
             .field("caller", self.client.caller())
             .field("config", &self.config)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .finish()
     }
 }
@@ -150,7 +217,15 @@ impl<C: Caller> RemoteRegistry<C> {
         RemoteRegistry {
             client: Client::new(caller).with_timeout(None),
             config,
+            token: None,
         }
+    }
+
+    /// Sends `token` with every call, for a registry served by
+    /// [`authenticated_router`].
+    pub fn with_token(mut self, token: impl Into<String>) -> RemoteRegistry<C> {
+        self.token = Some(Arc::from(token.into()));
+        self
     }
 
     /// The timeouts in use.
@@ -170,6 +245,9 @@ impl<C: Caller> RemoteRegistry<C> {
         let mut options = CallOptions::new().timeout(bound);
         if idempotent {
             options = options.idempotent();
+        }
+        if let Some(token) = &self.token {
+            options = options.metadata(AUTHORIZATION, token.as_ref());
         }
         let call = self.client.go_with(method, args, options);
         match tokio::time::timeout(bound, call).await {
