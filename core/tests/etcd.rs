@@ -44,9 +44,7 @@ fn endpoints() -> Option<Vec<String>> {
             "SQUALL_ETCD_REQUIRED=1 but SQUALL_ETCD_ENDPOINTS is unset: run tests/etcd/run.sh"
         ),
         _ => {
-            eprintln!(
-                "skipped: no etcd (set SQUALL_ETCD_ENDPOINTS, or run tests/etcd/run.sh)"
-            );
+            eprintln!("skipped: no etcd (set SQUALL_ETCD_ENDPOINTS, or run tests/etcd/run.sh)");
             None
         }
     }
@@ -129,7 +127,11 @@ async fn a_killed_holders_instance_leaves_when_its_lease_expires() {
     let prefix = unique_prefix();
     let registry = connect(endpoints.clone(), prefix.clone()).await;
     let child = Command::new(std::env::current_exe().expect("test binary path"))
-        .args(["--exact", "child_registers_and_waits_to_be_killed", "--ignored"])
+        .args([
+            "--exact",
+            "child_registers_and_waits_to_be_killed",
+            "--ignored",
+        ])
         .env(CHILD_PREFIX, &prefix)
         .env("SQUALL_ETCD_ENDPOINTS", endpoints.join(","))
         .stdout(Stdio::null())
@@ -150,7 +152,10 @@ async fn a_killed_holders_instance_leaves_when_its_lease_expires() {
     .expect("the child registers");
     // Renewals have kept it listed beyond one TTL.
     tokio::time::sleep(TTL * 2).await;
-    assert_eq!(registry.discover(CRASHY).await.unwrap().addrs(), ["127.0.0.1:1"]);
+    assert_eq!(
+        registry.discover(CRASHY).await.unwrap().addrs(),
+        ["127.0.0.1:1"]
+    );
 
     child.0.kill().expect("kill -9 the child");
     child.0.wait().expect("reap the child");
@@ -213,9 +218,7 @@ impl OwnEtcd {
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .unwrap_or_else(|error| {
-                panic!("start {} (set SQUALL_ETCD_BIN): {error}", self.binary)
-            });
+            .unwrap_or_else(|error| panic!("start {} (set SQUALL_ETCD_BIN): {error}", self.binary));
         self.process = Some(process);
     }
 
@@ -278,10 +281,13 @@ async fn registrations_and_watches_survive_an_etcd_restart() {
     };
     let resolver = Resolver::spawn(Arc::clone(&registry), "survivor", resolver_config);
     let mut snapshots = resolver.subscribe();
-    timeout(PATIENCE, snapshots.wait_for(|s| s.addrs() == ["127.0.0.1:1"]))
-        .await
-        .expect("the resolver sees the registration")
-        .unwrap();
+    timeout(
+        PATIENCE,
+        snapshots.wait_for(|s| s.addrs() == ["127.0.0.1:1"]),
+    )
+    .await
+    .expect("the resolver sees the registration")
+    .unwrap();
 
     etcd.kill();
     wait_state(&resolver, "stale", |state| {

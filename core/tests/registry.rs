@@ -99,7 +99,10 @@ async fn without_the_token_a_peer_can_neither_register_nor_remove_nor_renew_an_i
         }
     }
 
-    victim.keep_alive(lease).await.expect("the victim's lease is intact");
+    victim
+        .keep_alive(lease)
+        .await
+        .expect("the victim's lease is intact");
     let listed = victim.discover("Pay").await.unwrap();
     assert_eq!(listed.addrs(), ["127.0.0.1:7000"]);
     assert_eq!(listed.instances[0].weight, 1);

@@ -68,7 +68,9 @@ echo "etcd tests: $(etcd --version | head -1) at $client_url (data dir $data_dir
 
 export SQUALL_ETCD_ENDPOINTS="$client_url"
 export SQUALL_ETCD_REQUIRED=1
-if ! cargo test -p squall --features etcd --test etcd -- "$@"; then
+# The integration tests, and the unit tests that need the raw etcd client.
+if ! cargo test -p squall --features etcd --test etcd -- "$@" ||
+    ! cargo test -p squall --features etcd --lib registry::etcd -- "$@"; then
     echo "etcd tests: failed; etcd's log:" >&2
     tail -n 50 "$log" >&2
     exit 1

@@ -3,6 +3,16 @@
 //! by calling it. In the simulation the registry is then a host of its own, so
 //! it can be partitioned, crashed and restarted like any server.
 //!
+//! # Authentication
+//!
+//! [`router`] is open; [`authenticated_router`] refuses calls without one of
+//! its tokens in the `authorization` metadata, which
+//! [`RemoteRegistry::with_token`] sends. Beyond the token, a lease id is the
+//! proof of ownership of a registration: ids are random (see
+//! [`MemoryRegistryBuilder::lease_ids_from`](super::MemoryRegistryBuilder::lease_ids_from))
+//! and never returned to anyone but the registrant. `docs/REGISTRY.md`,
+//! "Security", says what this does and does not protect against.
+//!
 //! # Lost leases versus unknown methods
 //!
 //! The server's router answers an unknown method with `NotFound`, and the

@@ -101,7 +101,10 @@ pub async fn discover_lists_registered_instances_sorted_and_an_unknown_service_i
     register(subject, instance("10.0.0.1:7000")).await;
     let snapshot = discover(subject, SERVICE).await;
     assert_eq!(snapshot.addrs(), ["10.0.0.1:7000", "10.0.0.2:7000"]);
-    assert_eq!(snapshot.instances[1].weight, 3, "the instance is stored whole");
+    assert_eq!(
+        snapshot.instances[1].weight, 3,
+        "the instance is stored whole"
+    );
     assert!(discover(subject, "nobody-serves-this").await.is_empty());
 }
 
@@ -116,7 +119,11 @@ pub async fn keep_alive_renews_a_live_lease_and_an_unknown_lease_is_not_found(su
         .unwrap();
     let granted = subject.registry.keep_alive(lease).await.unwrap();
     assert!(granted >= ttl, "granted {granted:?}, asked for {ttl:?}");
-    let status = subject.registry.keep_alive(UNKNOWN_LEASE).await.unwrap_err();
+    let status = subject
+        .registry
+        .keep_alive(UNKNOWN_LEASE)
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::NotFound, "{status}");
 }
 
