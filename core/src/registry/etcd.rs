@@ -509,6 +509,11 @@ mod live_tests {
         // answers at once with the whole current list instead of failing or
         // waiting for a change that already happened.
         let Ok(endpoints) = std::env::var("SQUALL_ETCD_ENDPOINTS") else {
+            let required = std::env::var("SQUALL_ETCD_REQUIRED").is_ok_and(|value| value == "1");
+            assert!(
+                !required,
+                "SQUALL_ETCD_REQUIRED=1 but SQUALL_ETCD_ENDPOINTS is unset: run tests/etcd/run.sh"
+            );
             eprintln!("skipped: no etcd (set SQUALL_ETCD_ENDPOINTS, or run tests/etcd/run.sh)");
             return;
         };
