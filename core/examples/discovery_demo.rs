@@ -49,7 +49,12 @@ impl Target {
         match self {
             Target::Service(addr) => {
                 let pool = Pool::new(Tcp, addr, ChannelConfig::default(), 1);
-                Ok(Arc::new(RemoteRegistry::new(pool)))
+                let registry = RemoteRegistry::new(pool);
+                // The token a `registry_server` started with the same variable requires.
+                Ok(match std::env::var("SQUALL_REGISTRY_TOKEN") {
+                    Ok(token) if !token.is_empty() => Arc::new(registry.with_token(token)),
+                    _ => Arc::new(registry),
+                })
             }
             #[cfg(feature = "etcd")]
             Target::Etcd(url) => {

@@ -251,11 +251,13 @@ impl EtcdRegistry {
             keeper.keep_alive().await?;
             Ok::<_, EtcdError>(stream.message().await?.map(|reply| reply.ttl()))
         };
-        match bounded("lease keep-alive", self.config.call_timeout, round).await? {
+        let reply = bounded("lease keep-alive", self.config.call_timeout, round)
+            .await
+            .map_err(|status| lease_lost(status, lease))?;
+        match reply {
             Some(ttl) if ttl > 0 => Ok(Duration::from_secs(ttl.unsigned_abs())),
             _ => Err(lease_not_found(lease)),
         }
-        .map_err(|status| lease_lost(status, lease))
     }
 
     /// Revokes a lease; see [`Registry::deregister`].
