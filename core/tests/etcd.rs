@@ -29,8 +29,9 @@ use tokio::time::timeout;
 /// `TTL` plus etcd's expiry check plus a slow machine.
 const PATIENCE: Duration = Duration::from_secs(20);
 
-/// etcd's leases are whole seconds with a minimum of about 1.5 s.
-const TTL: Duration = Duration::from_secs(2);
+/// etcd's leases are whole seconds with a minimum of about 1.5 s; 3 s leaves
+/// a registrar (renewing every second) two seconds of slack on a loaded machine.
+const TTL: Duration = Duration::from_secs(3);
 
 /// The configured endpoints, or `None` (skip) when no etcd is configured and
 /// none is required.
