@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::contract::{registry_contract, Subject};
-use squall::registry::service::{authenticated_router, router};
+use squall::registry::service::{
+    authenticated_router, router, router_with_credentials, RegistryCredentials,
+};
 use squall::{
     ChannelConfig, Code, Instance, LeaseId, Listener, MemoryRegistry, Pool, Registry,
     RemoteRegistry, Server, Tcp, Transport,
@@ -147,4 +149,46 @@ async fn a_registered_peer_cannot_guess_another_instances_lease() {
         .expect("the victim's lease survives the guessing");
     let listed = victim.discover("Pay").await.unwrap();
     assert_eq!(listed.addrs(), ["127.0.0.1:7000"]);
+}
+
+#[tokio::test]
+async fn a_token_scoped_to_its_own_service_cannot_impersonate_or_displace_another() {
+    // Proves per-service scopes: a server holding a valid token for `Other`
+    // (say, compromised) can neither list a rogue `Pay` instance nor replace
+    // the real `Pay` registration by registering its address, while it still
+    // registers its own service and may read.
+    let credentials = RegistryCredentials::new()
+        .token_for("pay-token", ["Pay"])
+        .token_for("other-token", ["Other"]);
+    let (addr, _stop) = serve(router_with_credentials(MemoryRegistry::new(), credentials)).await;
+    let victim = client(&addr).with_token("pay-token");
+    let victim_lease = victim
+        .register(Instance::new("Pay", "127.0.0.1:7000"), TTL)
+        .await
+        .unwrap();
+    let attacker = client(&addr).with_token("other-token");
+    attacker
+        .register(Instance::new("Other", "127.0.0.1:6666"), TTL)
+        .await
+        .expect("a token registers its own service");
+
+    for rogue in [
+        Instance::new("Pay", "127.0.0.1:6666"),
+        Instance::new("Pay", "127.0.0.1:7000").with_weight(0),
+    ] {
+        let status = attacker.register(rogue, TTL).await.unwrap_err();
+        assert_eq!(status.code(), Code::PermissionDenied, "{status}");
+        assert!(!status.may_have_executed() && !status.is_retryable());
+    }
+
+    victim
+        .keep_alive(victim_lease)
+        .await
+        .expect("the victim's lease is intact");
+    let listed = attacker
+        .discover("Pay")
+        .await
+        .expect("any valid token may read");
+    assert_eq!(listed.addrs(), ["127.0.0.1:7000"]);
+    assert_eq!(listed.instances[0].weight, 1);
 }
