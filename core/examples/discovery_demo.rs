@@ -6,6 +6,9 @@
 //! Run (two terminals):
 //! `cargo run -p squall --example registry_server -- 127.0.0.1:7100`
 //! `cargo run -p squall --example discovery_demo -- 127.0.0.1:7100`
+//!
+//! Or against etcd instead of the registry service (one terminal):
+//! `cargo run -p squall --features etcd --example discovery_demo -- --etcd http://127.0.0.1:2379`
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -19,17 +22,59 @@ use squall::{
 };
 use tokio::sync::oneshot;
 
-/// A registry client over one pooled connection to the registry service.
-fn remote(registry_addr: &str) -> Arc<dyn Registry> {
-    let pool = Pool::new(Tcp, registry_addr, ChannelConfig::default(), 1);
-    Arc::new(RemoteRegistry::new(pool))
+/// Which registry the demo uses.
+#[derive(Clone, Debug)]
+enum Target {
+    /// The squall registry service at this address (`registry_server`).
+    Service(String),
+    /// An etcd cluster at this client URL (`--etcd http://127.0.0.1:2379`).
+    Etcd(String),
+}
+
+impl Target {
+    /// `[ADDR]` or `--etcd URL`.
+    fn from_args() -> Result<Target, String> {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        match args.as_slice() {
+            [] => Ok(Target::Service("127.0.0.1:7100".into())),
+            [flag, url] if flag == "--etcd" => Ok(Target::Etcd(url.clone())),
+            [addr] if !addr.starts_with("--") => Ok(Target::Service(addr.clone())),
+            _ => Err("usage: discovery_demo [REGISTRY_ADDR | --etcd URL]".into()),
+        }
+    }
+
+    /// A registry client: one pooled connection to the registry service, or
+    /// an etcd client.
+    async fn registry(&self) -> Result<Arc<dyn Registry>, Status> {
+        match self {
+            Target::Service(addr) => {
+                let pool = Pool::new(Tcp, addr, ChannelConfig::default(), 1);
+                let registry = RemoteRegistry::new(pool);
+                // The token a `registry_server` started with the same variable requires.
+                Ok(match std::env::var("SQUALL_REGISTRY_TOKEN") {
+                    Ok(token) if !token.is_empty() => Arc::new(registry.with_token(token)),
+                    _ => Arc::new(registry),
+                })
+            }
+            #[cfg(feature = "etcd")]
+            Target::Etcd(url) => {
+                use squall::registry::{EtcdConfig, EtcdRegistry};
+                let config = EtcdConfig::new([url.clone()]).with_prefix("/squall-demo/services");
+                Ok(Arc::new(EtcdRegistry::connect(config).await?))
+            }
+            #[cfg(not(feature = "etcd"))]
+            Target::Etcd(url) => Err(Status::invalid_argument(format!(
+                "--etcd {url} needs the etcd registry: run with `--features etcd`"
+            ))),
+        }
+    }
 }
 
 /// Starts an arith server on a free port, registered as service `arith`.
 /// Returns its address, its registrar and a handle that shuts it down.
 async fn start_arith(
-    registry_addr: &str,
-) -> std::io::Result<(String, Registrar, oneshot::Sender<()>)> {
+    target: &Target,
+) -> Result<(String, Registrar, oneshot::Sender<()>), Box<dyn std::error::Error>> {
     let listener = Tcp.bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?.to_string();
     let router = Router::new().route("Arith.Multiply", |_ctx, (a, b): (i64, i64)| async move {
@@ -45,7 +90,7 @@ async fn start_arith(
         ..RegistrarConfig::default()
     };
     let registrar = Registrar::spawn(
-        remote(registry_addr),
+        target.registry().await?,
         Instance::new("arith", addr.clone()),
         config,
     );
@@ -54,12 +99,11 @@ async fn start_arith(
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let registry_addr = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "127.0.0.1:7100".into());
+    let target = Target::from_args()?;
+    println!("registry: {target:?}");
     let mut servers = Vec::new();
     for _ in 0..3 {
-        let (addr, registrar, stop) = start_arith(&registry_addr).await?;
+        let (addr, registrar, stop) = start_arith(&target).await?;
         println!("arith server at {addr}");
         servers.push((addr, registrar, stop));
     }
@@ -87,7 +131,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         })),
         ..ServiceClientConfig::default()
     };
-    let resolver = Resolver::spawn(remote(&registry_addr), "arith", ResolverConfig::default());
+    let resolver = Resolver::spawn(target.registry().await?, "arith", ResolverConfig::default());
     // The registrars register concurrently; wait until all three are listed.
     let mut snapshots = resolver.subscribe();
     tokio::time::timeout(
@@ -96,7 +140,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     )
     .await
     .map_err(|_| {
-        "the three servers did not appear in the registry within 5 s (is registry_server running?)"
+        "the three servers did not appear in the registry within 5 s (is the registry running?)"
     })??;
     let client = Client::new(ServiceClient::with_resolver(Tcp, resolver, config));
 

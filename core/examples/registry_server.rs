@@ -2,8 +2,12 @@
 //! discover through it (see `discovery_demo`).
 //!
 //! Run: `cargo run -p squall --example registry_server -- 127.0.0.1:7100`
+//!
+//! With `SQUALL_REGISTRY_TOKEN=<secret>` in the environment, every call must
+//! carry that token (`RemoteRegistry::with_token`; `discovery_demo` sends it
+//! when the same variable is set).
 
-use squall::registry::service::router;
+use squall::registry::service::{authenticated_router, router};
 use squall::{MemoryRegistry, RegistryEvent, Server, Transport};
 
 #[tokio::main]
@@ -21,7 +25,19 @@ async fn main() -> std::io::Result<()> {
         .build();
     let listener = squall::Tcp.bind(&addr).await?;
     tracing::info!(%addr, "registry service listening; Ctrl-C to stop");
-    Server::new(router(registry))
+    let router = match std::env::var("SQUALL_REGISTRY_TOKEN") {
+        Ok(token) if !token.is_empty() => {
+            tracing::info!("registry service requires a token (SQUALL_REGISTRY_TOKEN)");
+            authenticated_router(registry, [token])
+        }
+        _ => {
+            tracing::warn!(
+                "registry service is open: set SQUALL_REGISTRY_TOKEN to require a token"
+            );
+            router(registry)
+        }
+    };
+    Server::new(router)
         .serve(listener, async {
             let _ = tokio::signal::ctrl_c().await;
         })

@@ -60,6 +60,46 @@ impl Default for RegistryLimits {
     }
 }
 
+impl RegistryLimits {
+    /// Refuses a TTL or an instance that a registry with these limits will
+    /// never accept (`InvalidArgument`, naming the limit). Every registry
+    /// implementation applies the same checks, so they refuse the same input.
+    pub(crate) fn check(&self, instance: &Instance, ttl: Duration) -> Result<(), Status> {
+        let limits = self;
+        if ttl < limits.ttl_min || ttl > limits.ttl_max {
+            return Err(Status::invalid_argument(format!(
+                "registry: ttl {ttl:?} for {}/{} is outside [{:?}, {:?}]",
+                instance.service, instance.addr, limits.ttl_min, limits.ttl_max
+            )));
+        }
+        check_name("service name", &instance.service, limits.name_len_max)?;
+        check_name("instance address", &instance.addr, limits.name_len_max)?;
+        if instance.metadata.len() > limits.metadata_entries_max {
+            return Err(Status::invalid_argument(format!(
+                "registry: {}/{} has {} metadata entries; the limit is {}",
+                instance.service,
+                instance.addr,
+                instance.metadata.len(),
+                limits.metadata_entries_max
+            )));
+        }
+        let mut metadata_len: usize = 0;
+        for (key, value) in &instance.metadata {
+            check_name("metadata key", key, limits.name_len_max)?;
+            metadata_len = metadata_len
+                .saturating_add(key.len())
+                .saturating_add(value.len());
+        }
+        if metadata_len > limits.metadata_len_max {
+            return Err(Status::invalid_argument(format!(
+                "registry: {}/{} has {metadata_len} bytes of metadata; the limit is {}",
+                instance.service, instance.addr, limits.metadata_len_max
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// Configures a [`MemoryRegistry`].
 #[derive(Default)]
 pub struct MemoryRegistryBuilder {
@@ -67,7 +107,7 @@ pub struct MemoryRegistryBuilder {
     limits: RegistryLimits,
     /// Who hears about every change (the simulation's trace).
     observer: Option<RegistryObserver>,
-    /// Where lease ids come from; `None` numbers them 1, 2, 3, ...
+    /// Where lease ids come from; `None` means a stream seeded from the OS.
     lease_seed: Option<SeedSource>,
 }
 
@@ -94,12 +134,17 @@ impl MemoryRegistryBuilder {
         self
     }
 
-    /// Draws lease ids from a random stream of `seed` instead of counting from 1.
+    /// Draws lease ids from the random stream `registry/lease-ids` of `seed`
+    /// instead of an OS-seeded one: what a simulation (or a replayable test)
+    /// must do, since OS-seeded ids differ from run to run.
     ///
     /// A registry that can restart while its clients live on (the registry
-    /// service) needs this, with a different seed per incarnation: otherwise the
-    /// restarted registry re-issues `lease-1` to one server and another server's
-    /// stale `lease-1` keep-alives would silently renew it.
+    /// service) needs a different seed per incarnation: otherwise the restarted
+    /// registry re-issues the same ids, and an old server's stale keep-alives
+    /// would silently renew a new server's lease.
+    ///
+    /// A lease id is the holder's only proof of ownership (see
+    /// `docs/REGISTRY.md`, "Security"), so outside a simulation leave this unset.
     pub fn lease_ids_from(mut self, seed: SeedSource) -> MemoryRegistryBuilder {
         self.lease_seed = Some(seed);
         self
@@ -108,8 +153,8 @@ impl MemoryRegistryBuilder {
     /// The registry. Needs no runtime: the expiry task starts with the first lease.
     pub fn build(self) -> MemoryRegistry {
         let lease_ids = match self.lease_seed {
-            Some(seed) => LeaseIds::Seeded(Box::new(seed.stream("registry/lease-ids"))),
-            None => LeaseIds::Sequential { next: 1 },
+            Some(seed) => Box::new(seed.stream("registry/lease-ids")),
+            None => Box::new(os_seeded_rng()),
         };
         let (changes, _) = watch::channel(0);
         MemoryRegistry {
@@ -165,7 +210,8 @@ impl Default for MemoryRegistry {
 }
 
 impl MemoryRegistry {
-    /// A registry with default limits, no observer and sequential lease ids.
+    /// A registry with default limits, no observer and OS-seeded (unguessable)
+    /// lease ids.
     pub fn new() -> MemoryRegistry {
         MemoryRegistry::builder().build()
     }
@@ -389,8 +435,9 @@ struct State {
     leases: BTreeMap<LeaseId, Lease>,
     /// Leases ordered by deadline: the expiry queue.
     deadlines: BTreeSet<(Instant, LeaseId)>,
-    /// Where the next lease id comes from.
-    lease_ids: LeaseIds,
+    /// Where the next lease id comes from: random, so that one holder cannot
+    /// guess another's id (ids are the proof of ownership).
+    lease_ids: Box<Rng>,
     /// The sweeper task, once started.
     sweeper: Option<JoinHandle<()>>,
 }
@@ -415,16 +462,20 @@ struct Lease {
     deadline: Instant,
 }
 
-/// Lease id generation.
-enum LeaseIds {
-    /// 1, 2, 3, ...: readable in traces, fine when the registry never restarts
-    /// under its clients.
-    Sequential {
-        /// The next id to hand out.
-        next: u64,
-    },
-    /// Random ids from a seeded stream: distinct across registry incarnations.
-    Seeded(Box<Rng>),
+/// A lease-id generator keyed with 256 bits from the OS, for production.
+///
+/// Not `SeedSource::from_os().stream(..)`: that seeds ChaCha from one `u64`, and
+/// an attacker holding a few of its own lease ids could search 2^64 seeds
+/// offline and then predict everyone else's. Four draws from
+/// [`SeedSource::from_os`] (each a SipHash of the process's 128-bit OS key with
+/// a fresh counter) key the generator with the OS key's full entropy.
+fn os_seeded_rng() -> Rng {
+    use rand::SeedableRng;
+    let mut key = [0u8; 32];
+    for chunk in key.chunks_exact_mut(8) {
+        chunk.copy_from_slice(&SeedSource::from_os().seed().to_le_bytes());
+    }
+    Rng::from_seed(key)
 }
 
 impl Shared {
@@ -448,38 +499,7 @@ impl Shared {
 
     /// Refuses a TTL or an instance that this registry will never accept.
     fn validate(&self, instance: &Instance, ttl: Duration) -> Result<(), Status> {
-        let limits = &self.limits;
-        if ttl < limits.ttl_min || ttl > limits.ttl_max {
-            return Err(Status::invalid_argument(format!(
-                "registry: ttl {ttl:?} for {}/{} is outside [{:?}, {:?}]",
-                instance.service, instance.addr, limits.ttl_min, limits.ttl_max
-            )));
-        }
-        check_name("service name", &instance.service, limits.name_len_max)?;
-        check_name("instance address", &instance.addr, limits.name_len_max)?;
-        if instance.metadata.len() > limits.metadata_entries_max {
-            return Err(Status::invalid_argument(format!(
-                "registry: {}/{} has {} metadata entries; the limit is {}",
-                instance.service,
-                instance.addr,
-                instance.metadata.len(),
-                limits.metadata_entries_max
-            )));
-        }
-        let mut metadata_len: usize = 0;
-        for (key, value) in &instance.metadata {
-            check_name("metadata key", key, limits.name_len_max)?;
-            metadata_len = metadata_len
-                .saturating_add(key.len())
-                .saturating_add(value.len());
-        }
-        if metadata_len > limits.metadata_len_max {
-            return Err(Status::invalid_argument(format!(
-                "registry: {}/{} has {metadata_len} bytes of metadata; the limit is {}",
-                instance.service, instance.addr, limits.metadata_len_max
-            )));
-        }
-        Ok(())
+        self.limits.check(instance, ttl)
     }
 
     /// Lists `instance` under a new lease, replacing a registration of the same
@@ -630,24 +650,15 @@ impl State {
 
     /// A lease id not in use.
     fn next_lease_id(&mut self) -> LeaseId {
-        match &mut self.lease_ids {
-            LeaseIds::Sequential { next } => {
-                let id = LeaseId(*next);
-                *next += 1;
-                id
-            }
-            LeaseIds::Seeded(rng) => {
-                // 64 random bits against at most a million live leases: a second
-                // draw is already unlikely, sixteen is impossible short of a bug.
-                for _ in 0..16 {
-                    let id = LeaseId(rng.next_u64());
-                    if id.0 != 0 && !self.leases.contains_key(&id) {
-                        return id;
-                    }
-                }
-                panic!("registry: sixteen colliding lease ids in a row; the id stream is broken");
+        // 64 random bits against at most a million live leases: a second draw
+        // is already unlikely, sixteen is impossible short of a bug.
+        for _ in 0..16 {
+            let id = LeaseId(self.lease_ids.next_u64());
+            if id.0 != 0 && !self.leases.contains_key(&id) {
+                return id;
             }
         }
+        panic!("registry: sixteen colliding lease ids in a row; the id stream is broken");
     }
 }
 

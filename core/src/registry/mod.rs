@@ -11,12 +11,16 @@
 //! - [`Resolver`]: a client's helper that follows one service and keeps the last
 //!   known instance list while the registry is unreachable.
 //! - [`proto`]: serde request/reply types for serving a registry over squall.
-//! - [`service`]: the registry served by squall ([`service::router`]) and its
-//!   client, [`RemoteRegistry`].
+//! - [`service`]: the registry served by squall ([`service::router`], or
+//!   [`service::authenticated_router`] requiring a token) and its client,
+//!   [`RemoteRegistry`].
+//! - `etcd` (feature `etcd`): `EtcdRegistry`, the trait on a real etcd cluster.
 //!
 //! What the registry guarantees, and what it does not, is in `docs/REGISTRY.md`.
 
 mod backoff;
+#[cfg(feature = "etcd")]
+pub mod etcd;
 mod memory;
 pub mod proto;
 mod registrar;
@@ -34,6 +38,8 @@ use futures_util::future::BoxFuture;
 use crate::Status;
 
 pub use backoff::Backoff;
+#[cfg(feature = "etcd")]
+pub use etcd::{EtcdConfig, EtcdRegistry};
 pub use memory::{MemoryRegistry, MemoryRegistryBuilder, RegistryLimits, RegistryObserver};
 pub use registrar::{Registrar, RegistrarConfig, RegistrarEvent, RegistrarObserver};
 pub use resolver::{Resolver, ResolverConfig, ResolverEvent, ResolverObserver, ResolverState};

@@ -3,6 +3,17 @@
 //! by calling it. In the simulation the registry is then a host of its own, so
 //! it can be partitioned, crashed and restarted like any server.
 //!
+//! # Authentication
+//!
+//! [`router`] is open; [`authenticated_router`] refuses calls without one of
+//! its tokens in the `authorization` metadata, which
+//! [`RemoteRegistry::with_token`] sends; [`router_with_credentials`] also
+//! confines each token to registering its own services. Beyond the token, a lease id is the
+//! proof of ownership of a registration: ids are random (see
+//! [`MemoryRegistryBuilder::lease_ids_from`](super::MemoryRegistryBuilder::lease_ids_from))
+//! and never returned to anyone but the registrant. `docs/REGISTRY.md`,
+//! "Security", says what this does and does not protect against.
+//!
 //! # Lost leases versus unknown methods
 //!
 //! The server's router answers an unknown method with `NotFound`, and the
@@ -15,7 +26,9 @@
 //! then only mean the method is unknown; the client reports it as
 //! `Unimplemented`, naming the address that is not a registry.
 
+use std::collections::BTreeSet;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
@@ -27,46 +40,234 @@ use super::proto::{
 };
 use super::{Instance, LeaseId, MemoryRegistry, Registry, Snapshot};
 use crate::client::{CallOptions, Caller, Client};
+use crate::context::Context;
+use crate::server::middleware::{token_matches, AUTHORIZATION};
 use crate::{Code, Router, Status};
 
 /// A [`Router`] serving `registry` under `Registry.Register`, `.KeepAlive`,
-/// `.Deregister`, `.Discover` and `.Watch` (see [`proto`]). Merge it into a
-/// server's router or serve it alone: `Server::new(router(registry))`.
+/// `.Deregister`, `.Discover` and `.Watch` (see [`proto`]) to anyone who can
+/// connect. Merge it into a server's router or serve it alone:
+/// `Server::new(router(registry))`.
+///
+/// Open: any peer may register any instance. Outside a trusted network (and
+/// the simulation), serve [`authenticated_router`] instead.
 pub fn router(registry: MemoryRegistry) -> Router {
-    let register = registry.clone();
-    let keep_alive = registry.clone();
-    let deregister = registry.clone();
-    let discover = registry.clone();
-    let watch = registry;
+    routes(registry, Arc::new(RegistryCredentials::new()))
+}
+
+/// [`router`], but every call must carry one of `tokens` in its
+/// [`AUTHORIZATION`] metadata ([`RemoteRegistry::with_token`] sends it); any
+/// other call is refused as `Unauthenticated` (not executed, not retryable)
+/// before it reaches the registry. Tokens are compared in constant time.
+/// Each token may register instances of any service; to confine a token to
+/// its own services, use [`router_with_credentials`].
+///
+/// Reads (`Discover`, `Watch`) need a token too: the instance list is a map of
+/// the deployment.
+///
+/// # Panics
+/// If `tokens` is empty or holds an empty token: a registry that requires a
+/// token nobody can present is a configuration mistake found at start-up.
+pub fn authenticated_router(
+    registry: MemoryRegistry,
+    tokens: impl IntoIterator<Item = String>,
+) -> Router {
+    let credentials = tokens
+        .into_iter()
+        .fold(RegistryCredentials::new(), RegistryCredentials::token);
+    router_with_credentials(registry, credentials)
+}
+
+/// [`authenticated_router`] with per-token scopes: a token given with
+/// [`RegistryCredentials::token_for`] may register instances of its services
+/// only (anything else is `PermissionDenied`), so a compromised server can
+/// neither list a rogue instance of another service nor replace another
+/// service's registration. Every valid token may read, and renew or revoke a
+/// lease it holds (the lease id is the proof of ownership).
+///
+/// # Panics
+/// If `credentials` holds no token, or an empty one.
+pub fn router_with_credentials(
+    registry: MemoryRegistry,
+    credentials: RegistryCredentials,
+) -> Router {
+    assert!(
+        !credentials.entries.is_empty()
+            && credentials
+                .entries
+                .iter()
+                .all(|entry| !entry.token.is_empty()),
+        "registry service: needs at least one non-empty token"
+    );
+    routes(registry, Arc::new(credentials))
+}
+
+/// The tokens an authenticated registry service accepts, each with the
+/// services it may register.
+#[derive(Clone, Default)]
+pub struct RegistryCredentials {
+    /// Every accepted token; all are compared on every call.
+    entries: Vec<Credential>,
+}
+
+/// One accepted token.
+#[derive(Clone)]
+struct Credential {
+    /// The secret.
+    token: String,
+    /// The services it may register; `None` means any.
+    services: Option<BTreeSet<String>>,
+}
+
+impl fmt::Debug for RegistryCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scopes: Vec<_> = self
+            .entries
+            .iter()
+            .map(|entry| entry.services.as_ref())
+            .collect();
+        f.debug_struct("RegistryCredentials")
+            .field("tokens", &"<redacted>")
+            .field("scopes", &scopes)
+            .finish()
+    }
+}
+
+impl RegistryCredentials {
+    /// No tokens yet.
+    pub fn new() -> RegistryCredentials {
+        RegistryCredentials::default()
+    }
+
+    /// Accepts `token` for every service.
+    pub fn token(mut self, token: impl Into<String>) -> RegistryCredentials {
+        self.entries.push(Credential {
+            token: token.into(),
+            services: None,
+        });
+        self
+    }
+
+    /// Accepts `token`, which may register instances of `services` only.
+    pub fn token_for(
+        mut self,
+        token: impl Into<String>,
+        services: impl IntoIterator<Item = impl Into<String>>,
+    ) -> RegistryCredentials {
+        self.entries.push(Credential {
+            token: token.into(),
+            services: Some(services.into_iter().map(Into::into).collect()),
+        });
+        self
+    }
+
+    /// The credential `presented` matches, comparing it with every token in
+    /// constant time (no early exit: the time does not say which one matched).
+    fn find(&self, presented: &str) -> Option<&Credential> {
+        let mut found = None;
+        for entry in &self.entries {
+            let matches = token_matches(presented, std::slice::from_ref(&entry.token));
+            found = found.or(matches.then_some(entry));
+        }
+        found
+    }
+}
+
+/// The five routes, each checking `credentials` first (none: open).
+fn routes(registry: MemoryRegistry, credentials: Arc<RegistryCredentials>) -> Router {
+    let register = (registry.clone(), Arc::clone(&credentials));
+    let keep_alive = (registry.clone(), Arc::clone(&credentials));
+    let deregister = (registry.clone(), Arc::clone(&credentials));
+    let discover = (registry.clone(), Arc::clone(&credentials));
+    let watch = (registry, credentials);
     Router::new()
-        .route(proto::METHOD_REGISTER, move |_ctx, request| {
-            let registry = register.clone();
-            async move { proto::serve_register(&registry, request).await }
-        })
-        .route(proto::METHOD_KEEP_ALIVE, move |_ctx, request| {
-            let registry = keep_alive.clone();
+        .route(
+            proto::METHOD_REGISTER,
+            move |ctx, request: RegisterRequest| {
+                let (registry, credentials) = register.clone();
+                async move {
+                    let scope = authenticate(&ctx, &credentials)?;
+                    may_register(&ctx, scope, &request.instance.service)?;
+                    proto::serve_register(&registry, request).await
+                }
+            },
+        )
+        .route(proto::METHOD_KEEP_ALIVE, move |ctx, request| {
+            let (registry, credentials) = keep_alive.clone();
             async move {
+                authenticate(&ctx, &credentials)?;
                 proto::serve_keep_alive(&registry, request)
                     .await
                     .map_err(lease_lost_on_the_wire)
             }
         })
-        .route(proto::METHOD_DEREGISTER, move |_ctx, request| {
-            let registry = deregister.clone();
+        .route(proto::METHOD_DEREGISTER, move |ctx, request| {
+            let (registry, credentials) = deregister.clone();
             async move {
+                authenticate(&ctx, &credentials)?;
                 proto::serve_deregister(&registry, request)
                     .await
                     .map_err(lease_lost_on_the_wire)
             }
         })
-        .route(proto::METHOD_DISCOVER, move |_ctx, request| {
-            let registry = discover.clone();
-            async move { proto::serve_discover(&registry, request).await }
+        .route(proto::METHOD_DISCOVER, move |ctx, request| {
+            let (registry, credentials) = discover.clone();
+            async move {
+                authenticate(&ctx, &credentials)?;
+                proto::serve_discover(&registry, request).await
+            }
         })
-        .route(proto::METHOD_WATCH, move |_ctx, request| {
-            let registry = watch.clone();
-            async move { proto::serve_watch(&registry, request).await }
+        .route(proto::METHOD_WATCH, move |ctx, request| {
+            let (registry, credentials) = watch.clone();
+            async move {
+                authenticate(&ctx, &credentials)?;
+                proto::serve_watch(&registry, request).await
+            }
         })
+}
+
+/// Admits the call if no tokens are configured (`Ok(None)`: any service) or
+/// it carries one of them (`Ok(scope)` of that token).
+fn authenticate<'a>(
+    ctx: &Context,
+    credentials: &'a RegistryCredentials,
+) -> Result<Option<&'a BTreeSet<String>>, Status> {
+    if credentials.entries.is_empty() {
+        return Ok(None);
+    }
+    let refused = match ctx.get(AUTHORIZATION) {
+        Some(token) => match credentials.find(token) {
+            Some(credential) => return Ok(credential.services.as_ref()),
+            None => "an invalid token",
+        },
+        None => "no token",
+    };
+    Err(Status::unauthenticated(format!(
+        "registry: {} refused: the call carries {refused} in `{AUTHORIZATION}` metadata",
+        ctx.method()
+    ))
+    .not_executed()
+    .with_retryable(false))
+}
+
+/// Refuses a registration outside the token's services.
+fn may_register(
+    ctx: &Context,
+    scope: Option<&BTreeSet<String>>,
+    service: &str,
+) -> Result<(), Status> {
+    match scope {
+        Some(services) if !services.contains(service) => Err(Status::new(
+            Code::PermissionDenied,
+            format!(
+                "registry: {} refused: this token may not register instances of {service:?}",
+                ctx.method()
+            ),
+        )
+        .not_executed()
+        .with_retryable(false)),
+        _ => Ok(()),
+    }
 }
 
 /// The registry's `NotFound` (unknown or expired lease) as sent on the wire:
@@ -128,6 +329,8 @@ pub struct RemoteRegistry<C: Caller> {
     client: Client<C>,
     /// Timeouts.
     config: RemoteRegistryConfig,
+    /// Sent as [`AUTHORIZATION`] metadata on every call, if set.
+    token: Option<Arc<str>>,
 }
 
 impl<C: Caller + fmt::Debug> fmt::Debug for RemoteRegistry<C> {
@@ -135,6 +338,7 @@ impl<C: Caller + fmt::Debug> fmt::Debug for RemoteRegistry<C> {
         f.debug_struct("RemoteRegistry")
             .field("caller", self.client.caller())
             .field("config", &self.config)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .finish()
     }
 }
@@ -150,7 +354,15 @@ impl<C: Caller> RemoteRegistry<C> {
         RemoteRegistry {
             client: Client::new(caller).with_timeout(None),
             config,
+            token: None,
         }
+    }
+
+    /// Sends `token` with every call, for a registry served by
+    /// [`authenticated_router`].
+    pub fn with_token(mut self, token: impl Into<String>) -> RemoteRegistry<C> {
+        self.token = Some(Arc::from(token.into()));
+        self
     }
 
     /// The timeouts in use.
@@ -170,6 +382,9 @@ impl<C: Caller> RemoteRegistry<C> {
         let mut options = CallOptions::new().timeout(bound);
         if idempotent {
             options = options.idempotent();
+        }
+        if let Some(token) = &self.token {
+            options = options.metadata(AUTHORIZATION, token.as_ref());
         }
         let call = self.client.go_with(method, args, options);
         match tokio::time::timeout(bound, call).await {

@@ -41,10 +41,15 @@ impl AuthLayer {
     }
 
     /// Accepts exactly the tokens given (`authorization = "<token>"`).
+    ///
+    /// The presented token is compared with every configured token in constant
+    /// time ([`token_matches`]), so response timing reveals neither how much of
+    /// a guess was right nor which configured token it was close to (a set or
+    /// map lookup stops at the first differing byte).
     pub fn tokens(tokens: impl IntoIterator<Item = String>) -> AuthLayer {
-        let tokens: std::collections::BTreeSet<String> = tokens.into_iter().collect();
+        let tokens: Vec<String> = tokens.into_iter().collect();
         AuthLayer::new(move |token, ctx| match token {
-            Some(token) if tokens.contains(token) => Ok(()),
+            Some(token) if token_matches(token, &tokens) => Ok(()),
             Some(_) => Err(Status::unauthenticated(format!(
                 "{}: invalid token",
                 ctx.method()
@@ -55,6 +60,33 @@ impl AuthLayer {
             ))),
         })
     }
+}
+
+/// Whether `presented` equals one of `accepted`, in time that depends only on
+/// the lengths involved: every accepted token is compared, every byte of each
+/// equal-length one is looked at, and the results are combined without an
+/// early exit. (Lengths are not secret here: a token's length is no help in
+/// guessing its bytes.)
+pub fn token_matches<T: AsRef<str>>(presented: &str, accepted: &[T]) -> bool {
+    let mut matched = 0u8;
+    for token in accepted {
+        matched |= u8::from(constant_time_eq(
+            presented.as_bytes(),
+            token.as_ref().as_bytes(),
+        ));
+    }
+    matched == 1
+}
+
+/// Byte-slice equality without a data-dependent early exit.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let difference = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    // `black_box` keeps the optimiser from turning the fold back into an
+    // early-exit comparison.
+    std::hint::black_box(difference) == 0
 }
 
 impl<S> Layer<S> for AuthLayer {
@@ -97,5 +129,23 @@ impl<S: Inner> tower::Service<Request> for Auth<S> {
             return Box::pin(std::future::ready(Ok(Response::error(status))));
         }
         Box::pin(self.inner.call(request))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::token_matches;
+
+    #[test]
+    fn token_matches_only_an_exact_configured_token() {
+        // Proves the constant-time check is still an equality check: a prefix,
+        // an extension, a one-byte change and the empty token are all refused.
+        let accepted = ["alpha-secret".to_owned(), "beta-secret".to_owned()];
+        assert!(token_matches("alpha-secret", &accepted));
+        assert!(token_matches("beta-secret", &accepted));
+        for wrong in ["alpha-secre", "alpha-secret!", "alpha-secreT", "", "gamma"] {
+            assert!(!token_matches(wrong, &accepted), "{wrong:?} was accepted");
+        }
+        assert!(!token_matches("alpha-secret", &[] as &[String]));
     }
 }

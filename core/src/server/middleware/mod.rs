@@ -36,7 +36,7 @@ use std::convert::Infallible;
 
 use futures_util::future::BoxFuture;
 
-pub use auth::{Auth, AuthLayer, AUTHORIZATION};
+pub use auth::{token_matches, Auth, AuthLayer, AUTHORIZATION};
 pub use limit::{LoadShed, LoadShedLayer, RateLimit, RateLimitLayer};
 pub use logging::{Logging, LoggingLayer};
 pub use metrics::{
