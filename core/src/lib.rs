@@ -16,6 +16,8 @@
 //! - [`resilience`]: pure policy state machines — [`CircuitBreaker`], [`Backoff`],
 //!   [`RetryBudget`], [`RetryPolicy`], [`FailMode`], [`HedgePolicy`].
 //! - [`rng`]: named, seeded random streams ([`SeedSource`]).
+//! - [`observe`]: built-in per-call tracing spans, trace context across hops
+//!   ([`observe::TraceContext`]), metrics through the `metrics` facade (feature).
 //!
 //! Core spawns no threads, reads no wall clock and takes no OS randomness except
 //! in [`SeedSource::from_os`]; that is what lets `sim` replay a run exactly.
@@ -27,6 +29,7 @@ pub mod client;
 mod conn;
 pub mod context;
 pub mod discovery;
+pub mod observe;
 pub mod protocol;
 pub mod registry;
 pub mod resilience;

@@ -12,7 +12,9 @@ use std::time::Duration;
 use common::guard;
 use squall::server::ServerConfig;
 use squall::transport::tls::{Tls, TlsClientConfig, TlsServerConfig};
-use squall::{Channel, ChannelConfig, Client, Code, Context, Listener, Router, Server, Status, Transport};
+use squall::{
+    Channel, ChannelConfig, Client, Code, Context, Listener, Router, Server, Status, Transport,
+};
 use tokio::io::AsyncReadExt;
 
 /// A certificate authority and a certificate it signed, all as PEM.
@@ -41,7 +43,9 @@ fn pki_named(ca_name: &str) -> Pki {
     let issue = |names: Vec<String>| {
         let key = rcgen::KeyPair::generate().expect("leaf key");
         let params = rcgen::CertificateParams::new(names).expect("leaf params");
-        let cert = params.signed_by(&key, &ca, &ca_key).expect("leaf certificate");
+        let cert = params
+            .signed_by(&key, &ca, &ca_key)
+            .expect("leaf certificate");
         (cert.pem(), key.serialize_pem())
     };
     let (server_chain_pem, server_key_pem) = issue(vec!["localhost".into(), "127.0.0.1".into()]);
@@ -56,9 +60,10 @@ fn pki_named(ca_name: &str) -> Pki {
 }
 
 fn router() -> Router {
-    Router::new().route("Arith.Add", |_ctx: Context, (a, b): (i64, i64)| async move {
-        Ok::<i64, Status>(a + b)
-    })
+    Router::new().route(
+        "Arith.Add",
+        |_ctx: Context, (a, b): (i64, i64)| async move { Ok::<i64, Status>(a + b) },
+    )
 }
 
 /// Starts `server` on a TLS listener; returns its `127.0.0.1:port`.
@@ -85,7 +90,9 @@ fn client_tls(pki: &Pki, with_identity: bool) -> Tls {
         pki.client_chain_pem.as_bytes(),
         pki.client_key_pem.as_bytes(),
     ));
-    Tls::client(TlsClientConfig::from_pem(pki.ca_pem.as_bytes(), identity).expect("client TLS config"))
+    Tls::client(
+        TlsClientConfig::from_pem(pki.ca_pem.as_bytes(), identity).expect("client TLS config"),
+    )
 }
 
 async fn add_over<T: Transport>(tls: &T, addr: &str) -> Result<i64, Status> {
@@ -117,7 +124,9 @@ async fn the_server_name_is_taken_from_the_address_or_set_explicitly() {
             .server_name("other.example")
             .unwrap(),
     );
-    let status = guard("wrong server name", add_over(&wrong_name, &addr)).await.unwrap_err();
+    let status = guard("wrong server name", add_over(&wrong_name, &addr))
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::Unavailable);
     assert!(
         status.message().contains("TLS handshake") && status.message().contains("other.example"),
@@ -130,9 +139,12 @@ async fn a_server_signed_by_another_ca_is_refused_with_a_clear_error() {
     let trusted = pki();
     let other = pki_named("another CA");
     let addr = start_tls(server_tls(&other, false), Server::new(router())).await;
-    let status = guard("connect to an untrusted server", add_over(&client_tls(&trusted, false), &addr))
-        .await
-        .unwrap_err();
+    let status = guard(
+        "connect to an untrusted server",
+        add_over(&client_tls(&trusted, false), &addr),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(status.code(), Code::Unavailable);
     assert!(!status.may_have_executed(), "nothing was sent");
     let message = status.message();
@@ -146,11 +158,19 @@ async fn a_server_signed_by_another_ca_is_refused_with_a_clear_error() {
 async fn mutual_tls_admits_a_client_with_a_certificate_and_refuses_one_without() {
     let pki = pki();
     let addr = start_tls(server_tls(&pki, true), Server::new(router())).await;
-    let with_cert = guard("mTLS call with a certificate", add_over(&client_tls(&pki, true), &addr)).await;
+    let with_cert = guard(
+        "mTLS call with a certificate",
+        add_over(&client_tls(&pki, true), &addr),
+    )
+    .await;
     assert_eq!(with_cert, Ok(5));
     // TLS 1.3 lets the client finish its side before the server checks its
     // (empty) certificate, so the refusal can arrive at connect or at the call.
-    let without = guard("mTLS call without a certificate", add_over(&client_tls(&pki, false), &addr)).await;
+    let without = guard(
+        "mTLS call without a certificate",
+        add_over(&client_tls(&pki, false), &addr),
+    )
+    .await;
     let status = without.expect_err("a client without a certificate is refused");
     assert_eq!(status.code(), Code::Unavailable, "{status}");
 }
@@ -161,11 +181,22 @@ async fn a_plaintext_client_fails_cleanly_and_the_server_keeps_serving() {
     let server = Server::new(router());
     let stats = server.stats();
     let addr = start_tls(server_tls(&pki, false), server).await;
-    let plain = guard("plaintext call against a TLS server", add_over(&squall::Tcp, &addr)).await;
+    let plain = guard(
+        "plaintext call against a TLS server",
+        add_over(&squall::Tcp, &addr),
+    )
+    .await;
     let status = plain.expect_err("a plaintext call cannot succeed against TLS");
     assert_eq!(status.code(), Code::Unavailable, "{status}");
-    common::wait_until("the server closes the plaintext connection", || stats.connections() == 0).await;
-    let sum = guard("TLS call after the plaintext one", add_over(&client_tls(&pki, false), &addr)).await;
+    common::wait_until("the server closes the plaintext connection", || {
+        stats.connections() == 0
+    })
+    .await;
+    let sum = guard(
+        "TLS call after the plaintext one",
+        add_over(&client_tls(&pki, false), &addr),
+    )
+    .await;
     assert_eq!(sum, Ok(5), "the server still serves TLS clients");
 }
 
@@ -190,9 +221,19 @@ async fn a_silent_socket_is_cut_at_the_handshake_timeout() {
     let mut silent = tokio::net::TcpStream::connect(&addr).await.unwrap();
     common::wait_until("the silent socket is admitted", || stats.connections() == 1).await;
     let mut byte = [0u8; 1];
-    let read = guard("the server closes the silent socket", silent.read(&mut byte)).await;
-    assert!(matches!(read, Ok(0) | Err(_)), "closed, not answered: {read:?}");
-    common::wait_until("the connection slot is released", || stats.connections() == 0).await;
+    let read = guard(
+        "the server closes the silent socket",
+        silent.read(&mut byte),
+    )
+    .await;
+    assert!(
+        matches!(read, Ok(0) | Err(_)),
+        "closed, not answered: {read:?}"
+    );
+    common::wait_until("the connection slot is released", || {
+        stats.connections() == 0
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -209,7 +250,11 @@ async fn handshakes_count_against_the_connection_limit() {
     common::wait_until("the silent socket is admitted", || stats.connections() == 1).await;
     // ...so the next connection either sheds it (it has no call in flight) or
     // is refused; either way the limit was applied to a handshaking socket.
-    let sum = guard("a TLS call at the limit", add_over(&client_tls(&pki, false), &addr)).await;
+    let sum = guard(
+        "a TLS call at the limit",
+        add_over(&client_tls(&pki, false), &addr),
+    )
+    .await;
     assert!(
         stats.connections_shed() + stats.connections_refused() >= 1,
         "the limit saw the handshaking socket (call: {sum:?})"

@@ -57,7 +57,9 @@ impl TlsClientConfig {
     pub fn from_pem(ca_pem: &[u8], identity: Option<(&[u8], &[u8])>) -> io::Result<Self> {
         let mut roots = rustls::RootCertStore::empty();
         for cert in certificates(ca_pem, "CA")? {
-            roots.add(cert).map_err(|error| invalid(format!("CA certificate: {error}")))?;
+            roots
+                .add(cert)
+                .map_err(|error| invalid(format!("CA certificate: {error}")))?;
         }
         let builder = rustls::ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
@@ -245,15 +247,18 @@ impl Transport for Tls {
             stream.set_nodelay(true)?;
             let peer = stream.peer_addr()?;
             let connector = tokio_rustls::TlsConnector::from(Arc::clone(&config.rustls));
-            let stream = connector.connect(name.clone(), stream).await.map_err(|error| {
-                io::Error::new(
-                    error.kind(),
-                    format!(
-                        "TLS handshake with {addr} (server name {}) failed: {error}",
-                        name.to_str()
-                    ),
-                )
-            })?;
+            let stream = connector
+                .connect(name.clone(), stream)
+                .await
+                .map_err(|error| {
+                    io::Error::new(
+                        error.kind(),
+                        format!(
+                            "TLS handshake with {addr} (server name {}) failed: {error}",
+                            name.to_str()
+                        ),
+                    )
+                })?;
             Ok::<_, io::Error>((stream, peer))
         };
         let (stream, peer) = tokio::time::timeout(config.handshake_timeout, connect)
@@ -481,14 +486,15 @@ fn certificates(pem: &[u8], what: &str) -> io::Result<Vec<CertificateDer<'static
         .collect::<Result<Vec<_>, _>>()
         .map_err(|error| invalid(format!("{what} certificate PEM: {error}")))?;
     if certs.is_empty() {
-        return Err(invalid(format!("{what} certificate PEM holds no certificate")));
+        return Err(invalid(format!(
+            "{what} certificate PEM holds no certificate"
+        )));
     }
     Ok(certs)
 }
 
 fn private_key(pem: &[u8]) -> io::Result<PrivateKeyDer<'static>> {
-    PrivateKeyDer::from_pem_slice(pem)
-        .map_err(|error| invalid(format!("private key PEM: {error}")))
+    PrivateKeyDer::from_pem_slice(pem).map_err(|error| invalid(format!("private key PEM: {error}")))
 }
 
 fn read(path: &Path) -> io::Result<Vec<u8>> {
