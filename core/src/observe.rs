@@ -165,11 +165,20 @@ pub(crate) struct Scoped<F> {
     span: Span,
     /// Set on every poll.
     scope: Scope,
+    /// Whether there is a span or a trace to enter: when neither, polls go
+    /// straight to `inner` (no task-local swap on the untraced hot path).
+    active: bool,
 }
 
 impl<F> Scoped<F> {
     pub(crate) fn new(inner: F, span: Span, scope: Scope) -> Scoped<F> {
-        Scoped { inner, span, scope }
+        let active = !span.is_disabled() || scope.trace.is_some();
+        Scoped {
+            inner,
+            span,
+            scope,
+            active,
+        }
     }
 }
 
@@ -178,6 +187,9 @@ impl<F: Future + Unpin> Future for Scoped<F> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
         let this = &mut *self;
+        if !this.active {
+            return Pin::new(&mut this.inner).poll(cx);
+        }
         let _entered = this.span.enter();
         SCOPE.sync_scope(this.scope, || Pin::new(&mut this.inner).poll(cx))
     }
@@ -273,6 +285,16 @@ impl ServerCall {
             #[cfg(feature = "metrics")]
             label: labels.label(method),
         }
+    }
+
+    /// Runs `f` (the middleware's synchronous `call`) in the span and scope,
+    /// when there is either.
+    pub(crate) fn in_scope<R>(&self, f: impl FnOnce() -> R) -> R {
+        if self.span.is_disabled() && self.scope.trace.is_none() {
+            return f();
+        }
+        let _entered = self.span.enter();
+        self.scope.enter(f)
     }
 
     /// Records how the call ended.

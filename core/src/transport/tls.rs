@@ -317,16 +317,6 @@ impl std::fmt::Debug for TlsListener {
     }
 }
 
-impl std::fmt::Debug for State {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            State::Handshaking { .. } => "Handshaking",
-            State::Ready(_) => "Ready",
-            State::Failed(_) => "Failed",
-        })
-    }
-}
-
 impl Listener for TlsListener {
     type Reader = ReadHalf<TlsStream>;
     type Writer = WriteHalf<TlsStream>;
@@ -367,6 +357,16 @@ enum State {
     Ready(tokio_rustls::TlsStream<TcpStream>),
     /// The handshake failed; every later read and write fails with this.
     Failed(io::ErrorKind),
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            State::Handshaking { .. } => "Handshaking",
+            State::Ready(_) => "Ready",
+            State::Failed(_) => "Failed",
+        })
+    }
 }
 
 /// A TLS stream over TCP (split into halves by the transport).
