@@ -260,3 +260,31 @@ async fn handshakes_count_against_the_connection_limit() {
         "the limit saw the handshaking socket (call: {sum:?})"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_concurrent_replies_over_tls_never_stall() {
+    // The connection engine never calls flush (TCP needs none). rustls keeps
+    // ciphertext a write could not push into a full socket; unless the stream
+    // pushes it out itself, the last reply of a burst waits for the next write
+    // (a keepalive ping, 10 s later). Bursts of large replies fill the socket.
+    let pki = pki();
+    let router = Router::new().route("Blob.Echo", |_ctx: Context, blob: Vec<u8>| async move {
+        Ok::<Vec<u8>, Status>(blob)
+    });
+    let addr = start_tls(server_tls(&pki, false), Server::new(router)).await;
+    let channel = Channel::connect(&client_tls(&pki, false), &addr, ChannelConfig::default())
+        .await
+        .expect("connect");
+    let client = Client::new(channel).with_timeout(Some(Duration::from_secs(30)));
+    for round in 0..20 {
+        let calls: Vec<_> = (0..16)
+            .map(|n| client.go::<_, Vec<u8>>("Blob.Echo", &vec![n as u8; 200 * 1024]))
+            .collect();
+        for (n, call) in calls.into_iter().enumerate() {
+            let blob = guard(&format!("round {round}, call {n}"), call)
+                .await
+                .expect("echo");
+            assert_eq!(blob.len(), 200 * 1024);
+        }
+    }
+}

@@ -587,8 +587,9 @@ impl Dispatcher {
         // Middleware runs user code synchronously in `call` (an auth check, a
         // custom layer): a panic there is a handler panic too, not the end of
         // the connection.
-        let call =
-            std::panic::catch_unwind(AssertUnwindSafe(|| observed.in_scope(|| service.call(request))));
+        let call = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            observed.in_scope(|| service.call(request))
+        }));
         let call = match call {
             Ok(call) => Scoped::new(call, observed.span.clone(), observed.scope),
             Err(panic) => {
