@@ -109,8 +109,8 @@ fn run<T: Transport>(
         "split" => {
             let (addr_tx, addr_rx) = std::sync::mpsc::channel();
             // The load generator is a program, not core: its threads are its own.
-            #[allow(clippy::disallowed_methods)]
             let server_transport = transport.clone();
+            #[allow(clippy::disallowed_methods)]
             std::thread::spawn(move || -> Result<(), String> {
                 let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_all()

@@ -16,34 +16,25 @@ use squall::server::ServerConfig;
 use squall::{Code, Codec, Context, Router, Status};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// The process-wide recorder and its scrape address (one per test binary).
-fn scrape_endpoint() -> &'static str {
-    static ADDR: OnceLock<String> = OnceLock::new();
-    ADDR.get_or_init(|| {
-        let handle: PrometheusHandle = squall_e2e::prometheus::install().expect("install recorder");
-        // The endpoint runs on a runtime of its own thread: each test has its own runtime.
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                    .await
-                    .expect("bind");
-                tx.send(listener.local_addr().expect("addr").to_string())
-                    .expect("send");
-                let _ = squall_e2e::prometheus::serve(listener, handle).await;
-            });
-        });
-        rx.recv().expect("scrape endpoint address")
-    })
+/// The process-wide recorder (installed once per test binary).
+fn recorder() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| squall_e2e::prometheus::install().expect("install the recorder"))
+}
+
+/// Starts a scrape endpoint on this test's runtime; returns its address.
+async fn scrape_endpoint() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("bound address").to_string();
+    tokio::spawn(squall_e2e::prometheus::serve(listener, recorder().clone()));
+    addr
 }
 
 /// GETs /metrics over HTTP and returns the body, checking the status line.
-async fn scrape() -> String {
-    let mut stream = tokio::net::TcpStream::connect(scrape_endpoint())
+async fn scrape(endpoint: &str) -> String {
+    let mut stream = tokio::net::TcpStream::connect(endpoint)
         .await
         .expect("connect");
     stream
@@ -121,7 +112,7 @@ fn router() -> Router {
 
 #[tokio::test]
 async fn a_scrape_shows_per_method_counts_by_code_and_latency_buckets() {
-    scrape_endpoint();
+    let endpoint = scrape_endpoint().await;
     let server = TestServer::start_router(router(), ServerConfig::default()).await;
     let client = client(&server.addr).await;
     for n in 0..3i64 {
@@ -131,7 +122,7 @@ async fn a_scrape_shows_per_method_counts_by_code_and_latency_buckets() {
     let failed: Result<(), Status> = guard("fail", client.call("Scrape.Fail", &())).await;
     assert_eq!(failed.unwrap_err().code(), Code::InvalidArgument);
 
-    let samples = parse(&scrape().await);
+    let samples = parse(&scrape(&endpoint).await);
     let add_ok = [("method", "Scrape.Add"), ("code", "Ok")];
     assert_eq!(
         value(&samples, "rpc_server_calls_total", &add_ok),
@@ -176,7 +167,7 @@ async fn a_scrape_shows_per_method_counts_by_code_and_latency_buckets() {
 
 #[tokio::test]
 async fn ten_thousand_made_up_method_names_share_one_label() {
-    scrape_endpoint();
+    let endpoint = scrape_endpoint().await;
     let server = TestServer::start_router(router(), ServerConfig::default()).await;
     let channel = common::connect(&server.addr).await;
     let names = 10_000;
@@ -198,7 +189,7 @@ async fn ten_thousand_made_up_method_names_share_one_label() {
             assert_eq!(status.code(), Code::NotFound);
         }
     }
-    let samples = parse(&scrape().await);
+    let samples = parse(&scrape(&endpoint).await);
     let server_methods: std::collections::BTreeSet<&str> = samples
         .iter()
         .filter(|s| s.name.starts_with("rpc_server_"))
