@@ -172,27 +172,3 @@ async fn a_two_hop_call_over_tcp_is_one_trace() {
         field(frontend_server, "span_id")
     );
 }
-
-#[tokio::test]
-async fn a_subscriber_at_info_gets_no_call_spans_and_no_trace_context_is_sent() {
-    // The per-call spans are DEBUG: at INFO they are disabled, a call starts
-    // no trace, and the server sees no trace context.
-    let capture = Capture::default();
-    let subscriber = tracing_subscriber::registry().with(
-        capture
-            .clone()
-            .with_filter(tracing_subscriber::filter::LevelFilter::INFO),
-    );
-    let _default = tracing::subscriber::set_default(subscriber);
-    let backend = TestServer::start_router(
-        Router::new().route("Back.Has", |ctx: Context, (): ()| async move {
-            Ok::<bool, Status>(ctx.get(squall::observe::TRACEPARENT).is_some())
-        }),
-        ServerConfig::default(),
-    )
-    .await;
-    let has: Result<bool, Status> = client(&backend.addr).await.call("Back.Has", &()).await;
-    assert_eq!(has, Ok(false));
-    assert!(capture.named("rpc.client").is_empty());
-    assert!(capture.named("rpc.server").is_empty());
-}
