@@ -58,6 +58,12 @@ struct Args {
     /// directory: `ca.pem`, `server.pem`, `server.key` (for `localhost`).
     #[arg(long)]
     tls: Option<std::path::PathBuf>,
+    /// Record squall's per-call spans: a `tracing` registry listening at
+    /// DEBUG with a layer that keeps nothing, so the figures show what
+    /// creating, filling and closing the spans (and sending trace context)
+    /// costs, without any output's cost.
+    #[arg(long)]
+    trace: bool,
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -67,6 +73,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "json" => Codec::Json,
         other => return Err(format!("unknown codec {other:?}: use msgpack or json").into()),
     };
+    if args.trace {
+        use tracing_subscriber::layer::SubscriberExt;
+        let subscriber =
+            tracing_subscriber::registry().with(tracing_subscriber::filter::LevelFilter::DEBUG);
+        tracing::subscriber::set_global_default(subscriber)?;
+    }
     #[cfg(feature = "tls")]
     if let Some(dir) = &args.tls {
         return run(&args, codec, tls_transport(dir)?);
