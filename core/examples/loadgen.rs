@@ -3,6 +3,10 @@
 //! and p50/p99/max latency.
 //!
 //! `cargo run --release -p squall --example loadgen -- --payload 64 --in-flight 64 --connections 1`
+//!
+//! Over TLS: `cargo run --release -p squall --features tls --example loadgen -- --tls DIR`,
+//! where DIR holds `ca.pem`, `server.pem` and `server.key` for the name
+//! `localhost` (docs/TLS.md shows the two openssl commands that make them).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,6 +54,16 @@ struct Args {
     /// allocation per call, so do not compare its calls/s with plain runs.
     #[arg(long)]
     check: bool,
+    /// Run over TLS (needs `--features tls`) with the certificates in this
+    /// directory: `ca.pem`, `server.pem`, `server.key` (for `localhost`).
+    #[arg(long)]
+    tls: Option<std::path::PathBuf>,
+    /// Record squall's per-call spans: a `tracing` registry listening at
+    /// DEBUG with a layer that keeps nothing, so the figures show what
+    /// creating, filling and closing the spans (and sending trace context)
+    /// costs, without any output's cost.
+    #[arg(long)]
+    trace: bool,
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -59,6 +73,40 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "json" => Codec::Json,
         other => return Err(format!("unknown codec {other:?}: use msgpack or json").into()),
     };
+    if args.trace {
+        use tracing_subscriber::layer::SubscriberExt;
+        let subscriber =
+            tracing_subscriber::registry().with(tracing_subscriber::filter::LevelFilter::DEBUG);
+        tracing::subscriber::set_global_default(subscriber)?;
+    }
+    #[cfg(feature = "tls")]
+    if let Some(dir) = &args.tls {
+        return run(&args, codec, tls_transport(dir)?);
+    }
+    if args.tls.is_some() {
+        return Err("--tls needs the tls feature: cargo run --features tls ...".into());
+    }
+    run(&args, codec, squall::Tcp)
+}
+
+/// A transport that both listens and dials with the certificates in `dir`.
+#[cfg(feature = "tls")]
+fn tls_transport(
+    dir: &std::path::Path,
+) -> Result<squall::transport::tls::Tls, Box<dyn std::error::Error>> {
+    use squall::transport::tls::{Tls, TlsClientConfig, TlsServerConfig};
+    let server =
+        TlsServerConfig::from_pem_files(&dir.join("server.pem"), &dir.join("server.key"), None)?;
+    let client =
+        TlsClientConfig::from_pem_files(&dir.join("ca.pem"), None)?.server_name("localhost")?;
+    Ok(Tls::new(Some(client), Some(server)))
+}
+
+fn run<T: Transport>(
+    args: &Args,
+    codec: Codec,
+    transport: T,
+) -> Result<(), Box<dyn std::error::Error>> {
     match args.runtime.as_str() {
         "shared" => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -66,13 +114,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .enable_all()
                 .build()?;
             runtime.block_on(async {
-                let addr = start_server().await?;
-                run_client(&args, codec, addr).await
+                let addr = start_server(transport.clone()).await?;
+                run_client(args, codec, addr, transport).await
             })
         }
         "split" => {
             let (addr_tx, addr_rx) = std::sync::mpsc::channel();
             // The load generator is a program, not core: its threads are its own.
+            let server_transport = transport.clone();
             #[allow(clippy::disallowed_methods)]
             std::thread::spawn(move || -> Result<(), String> {
                 let runtime = tokio::runtime::Builder::new_current_thread()
@@ -80,7 +129,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     .build()
                     .map_err(|e| e.to_string())?;
                 runtime.block_on(async move {
-                    let addr = start_server().await;
+                    let addr = start_server(server_transport).await;
                     let _ = addr_tx.send(addr);
                     std::future::pending::<()>().await;
                 });
@@ -90,15 +139,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            runtime.block_on(run_client(&args, codec, addr))
+            runtime.block_on(run_client(args, codec, addr, transport))
         }
         other => Err(format!("unknown runtime {other:?}: use split or shared").into()),
     }
 }
 
 /// Binds an echo server on a free loopback port and serves it on this runtime.
-async fn start_server() -> Result<String, String> {
-    let listener = squall::Tcp
+async fn start_server<T: Transport>(transport: T) -> Result<String, String> {
+    let listener = transport
         .bind("127.0.0.1:0")
         .await
         .map_err(|e| e.to_string())?;
@@ -113,15 +162,16 @@ async fn start_server() -> Result<String, String> {
     Ok(addr)
 }
 
-async fn run_client(
+async fn run_client<T: Transport>(
     args: &Args,
     codec: Codec,
     addr: String,
+    transport: T,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let payload = ByteBuf::from(vec![0x5a; args.payload]);
     let config = ChannelConfig::default();
     if args.connections == 1 {
-        let channel = Channel::connect(&squall::Tcp, &addr, config).await?;
+        let channel = Channel::connect(&transport, &addr, config).await?;
         let client = Client::new(channel).with_codec(codec);
         let client = if args.no_timeout {
             client.with_timeout(None)
@@ -130,7 +180,7 @@ async fn run_client(
         };
         drive(client, payload, args).await
     } else {
-        let pool = Pool::new(squall::Tcp, &addr, config, args.connections);
+        let pool = Pool::new(transport, &addr, config, args.connections);
         pool.warm_up().await?;
         let client = Client::new(pool.clone()).with_codec(codec);
         let client = if args.no_timeout {

@@ -18,6 +18,8 @@
 //! - [`rng`]: named, seeded random streams ([`SeedSource`]).
 //! - `http` (feature `http`): JSON-RPC 2.0 over HTTP/1.1 for any [`Router`]
 //!   (hyper, not squall, reads the wall clock there, for the `Date` header).
+//! - [`observe`]: built-in per-call tracing spans, trace context across hops
+//!   ([`observe::TraceContext`]), metrics through the `metrics` facade (feature).
 //!
 //! Core spawns no threads, reads no wall clock and takes no OS randomness except
 //! in [`SeedSource::from_os`]; that is what lets `sim` replay a run exactly.
@@ -31,6 +33,7 @@ pub mod context;
 pub mod discovery;
 #[cfg(feature = "http")]
 pub mod http;
+pub mod observe;
 pub mod protocol;
 pub mod registry;
 pub mod resilience;

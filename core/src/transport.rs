@@ -1,12 +1,16 @@
 //! The transport abstraction: how squall reaches a peer. Core ships TCP; the
 //! simulation harness plugs in turmoil's network through the same trait, so the
-//! code under test is the code that ships.
+//! code under test is the code that ships. With feature `tls`, [`tls::Tls`]
+//! runs the same protocol over rustls.
 
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 
 use tokio::io::{AsyncRead, AsyncWrite};
+
+#[cfg(feature = "tls")]
+pub mod tls;
 
 /// One established connection, already split into halves so a reader task and a
 /// writer task can own one each without a lock.

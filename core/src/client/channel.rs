@@ -20,6 +20,7 @@ use super::table::CallTable;
 use super::{Caller, OutgoingRequest, Reply};
 use crate::conn::{FrameReader, Outbox, WriteQueue};
 use crate::context::call_deadline;
+use crate::observe::{code_of, ClientCall, TRACEPARENT};
 use crate::protocol::{
     goaway_last_read, request_frame, response_from_frame, Frame, FrameCodec, FrameKind, Limits,
 };
@@ -389,6 +390,12 @@ impl Channel {
         let owner = Arc::clone(&self.owner);
         let shared = &owner.shared;
         let now = Instant::now();
+        let (observed, traceparent) =
+            ClientCall::start(&request.method, &shared.peer, &request.metadata, now);
+        let mut metadata = request.metadata;
+        if let Some(traceparent) = traceparent {
+            metadata.push((TRACEPARENT.to_owned(), traceparent));
+        }
         let deadline = call_deadline(request.timeout, now);
         if let Some(deadline) = deadline {
             if deadline <= now {
@@ -396,7 +403,7 @@ impl Channel {
                     "{}: no time left before the deadline",
                     request.method
                 ));
-                return PendingCall::failed(Arc::clone(&owner), status.not_executed());
+                return PendingCall::failed(Arc::clone(&owner), status.not_executed(), observed);
             }
         }
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
@@ -406,7 +413,7 @@ impl Channel {
             request.idempotent,
             request.method,
             deadline.map(|d| d - now),
-            request.metadata,
+            metadata,
             request.body,
         );
         let (tx, rx) = oneshot::channel();
@@ -419,12 +426,12 @@ impl Channel {
                     reason.message()
                 ));
                 drop(pending);
-                return PendingCall::failed(Arc::clone(&owner), status.not_executed());
+                return PendingCall::failed(Arc::clone(&owner), status.not_executed(), observed);
             }
             if shared.state.load(Ordering::Acquire) == DRAINING {
                 drop(pending);
                 let status = Status::unavailable(format!("{} sent goaway", shared.peer));
-                return PendingCall::failed(Arc::clone(&owner), status.not_executed());
+                return PendingCall::failed(Arc::clone(&owner), status.not_executed(), observed);
             }
             if pending.calls.len() >= shared.config.max_in_flight {
                 drop(pending);
@@ -432,7 +439,7 @@ impl Channel {
                     "{} calls already in flight to {}",
                     shared.config.max_in_flight, shared.peer
                 ));
-                return PendingCall::failed(Arc::clone(&owner), status.not_executed());
+                return PendingCall::failed(Arc::clone(&owner), status.not_executed(), observed);
             }
             pending.calls.insert(
                 id,
@@ -455,12 +462,14 @@ impl Channel {
         if let Err(error) = shared.queue.send(&frame) {
             shared.remove(id);
             let status = error.into_status(&shared.peer);
-            return PendingCall::failed(Arc::clone(&owner), status);
+            return PendingCall::failed(Arc::clone(&owner), status, observed);
         }
+        observed.sent(id);
         PendingCall {
             owner,
             id,
             state: CallState::Waiting { rx },
+            observed,
         }
     }
 }
@@ -494,6 +503,8 @@ pub struct PendingCall {
     id: u64,
     /// Where the call is.
     state: CallState,
+    /// Its span and metrics.
+    observed: ClientCall,
 }
 
 impl std::fmt::Debug for PendingCall {
@@ -503,11 +514,12 @@ impl std::fmt::Debug for PendingCall {
 }
 
 impl PendingCall {
-    fn failed(owner: Arc<Owner>, status: Status) -> PendingCall {
+    fn failed(owner: Arc<Owner>, status: Status, observed: ClientCall) -> PendingCall {
         PendingCall {
             owner,
             id: 0,
             state: CallState::Failed(Some(status)),
+            observed,
         }
     }
 }
@@ -539,6 +551,7 @@ impl Future for PendingCall {
             },
         };
         this.state = CallState::Done;
+        this.observed.finish(code_of(&result));
         Poll::Ready(result)
     }
 }
@@ -563,6 +576,8 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
+    #[cfg(feature = "metrics")]
+    let _open = crate::observe::metrics::ClientConnection::open();
     if let Some(outbox) = serve(&shared, reader, Outbox::new(writer)).await {
         // Cancels and pings already queued still go out; the queue is closed,
         // so this ends once they are written (or the stream fails).

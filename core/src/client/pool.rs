@@ -297,6 +297,9 @@ impl<T: Transport> Caller for Pool<T> {
                 // The task-local inherited deadline does not cross into the task:
                 // fix the call's deadline now and send what remains of it later.
                 let deadline = crate::context::call_deadline(request.timeout, Instant::now());
+                // Neither do the trace scope and the caller's span: carry both.
+                let scope = crate::observe::Scope::current();
+                let span = tracing::Span::current();
                 PoolCall::Connecting(tokio::spawn(async move {
                     let channel = connecting.await?;
                     let mut request = request;
@@ -311,7 +314,8 @@ impl<T: Transport> Caller for Pool<T> {
                         }
                         request.timeout = Some(deadline - now);
                     }
-                    channel.start(request).await
+                    span.in_scope(|| scope.enter(|| channel.start(request)))
+                        .await
                 }))
             }
         }

@@ -9,6 +9,7 @@ use std::task::{Context as TaskContext, Poll};
 
 use tokio::task::JoinHandle;
 use tokio::time::{sleep, sleep_until, Instant};
+use tracing::Instrument;
 
 use super::state::{CallInfo, Inner, Next, Running, Want};
 use super::DiscoveryEvent;
@@ -33,8 +34,17 @@ pub struct ServiceCall {
 impl ServiceCall {
     /// Spawns `info`'s call on the current runtime.
     pub(super) fn spawn<T: Transport>(inner: Arc<Inner<T>>, info: CallInfo) -> ServiceCall {
+        let span = tracing::debug_span!(
+            "rpc.client.call",
+            service = %inner.service,
+            method = %info.request.method,
+            call = info.id,
+            attempts = tracing::field::Empty,
+            code = tracing::field::Empty,
+            latency_us = tracing::field::Empty,
+        );
         ServiceCall {
-            task: tokio::spawn(run(inner, info)),
+            task: tokio::spawn(run(inner, info).instrument(span)),
         }
     }
 }
@@ -126,10 +136,19 @@ pub(super) async fn run<T: Transport>(
         may_have_executed: false,
         finished: false,
     };
+    let started = Instant::now();
     let result = drive(&inner, &info, &mut tracker)
         .await
         .map_err(|status| tracker.final_status(status));
     tracker.report(result.as_ref().map(|_| ()).map_err(Clone::clone));
+    let code = crate::observe::code_of(&result);
+    let latency = started.elapsed();
+    let span = tracing::Span::current();
+    span.record("attempts", tracker.attempts);
+    span.record("code", code.as_str());
+    span.record("latency_us", latency.as_micros() as u64);
+    #[cfg(feature = "metrics")]
+    crate::observe::metrics::client_call(&info.request.method, code, latency);
     result
 }
 

@@ -35,6 +35,8 @@ pub(super) struct CallInfo {
     pub(super) deadline: Option<Instant>,
     /// The request, re-sent as is by every attempt (with the remaining budget).
     pub(super) request: OutgoingRequest,
+    /// The trace scope the call was made in (its task does not inherit it).
+    pub(super) scope: crate::observe::Scope,
 }
 
 /// Which endpoint an attempt wants.
@@ -230,6 +232,9 @@ impl<T: Transport> Inner<T> {
 
     /// Tells the observer, in order.
     pub(super) fn emit(&self, events: Vec<DiscoveryEvent>) {
+        for event in &events {
+            crate::observe::discovery_event(&self.service, event);
+        }
         if let Some(observer) = &self.config.observer {
             for event in &events {
                 observer(event);
@@ -258,6 +263,7 @@ impl<T: Transport> Inner<T> {
             key,
             deadline,
             request,
+            scope: crate::observe::Scope::current(),
         }
     }
 
@@ -435,7 +441,10 @@ impl<T: Transport> Inner<T> {
         if let Some(deadline) = deadline {
             request.timeout = Some(deadline.saturating_duration_since(now));
         }
-        let call = pool.call(request);
+        let call = info
+            .scope
+            .with_attempt(attempt)
+            .enter(|| pool.call(request));
         Ok(Running {
             guard: AttemptGuard {
                 inner: Arc::clone(self),

@@ -27,6 +27,7 @@ use super::admission::{ConnHandle, StatsInner};
 use super::{BoxService, ServerConfig};
 use crate::conn::{FrameReader, Outbox, QueueError, ReadBudget, ReadError, WriteQueue};
 use crate::context::{poll_with_deadline, with_deadline, Context};
+use crate::observe::{code_of, MethodLabels, Scoped, ServerCall, TRACEPARENT};
 use crate::protocol::{
     goaway_frame, request_from_frame, response_frame, Codec, Frame, FrameCodec, FrameKind,
 };
@@ -44,6 +45,8 @@ pub(crate) struct Shared {
     pub(crate) read_budget: Arc<ReadBudget>,
     /// How the server sees this connection (to shed it when idle).
     pub(crate) handle: Arc<ConnHandle>,
+    /// The method labels metrics may use.
+    pub(crate) labels: Arc<MethodLabels>,
 }
 
 /// A connection's slot under the connection limit.
@@ -227,6 +230,8 @@ struct Counted(Arc<StatsInner>);
 impl Counted {
     fn new(stats: Arc<StatsInner>) -> Counted {
         stats.connections.fetch_add(1, Ordering::Relaxed);
+        #[cfg(feature = "metrics")]
+        crate::observe::metrics::server_connections(1.0);
         Counted(stats)
     }
 }
@@ -234,6 +239,8 @@ impl Counted {
 impl Drop for Counted {
     fn drop(&mut self) {
         self.0.connections.fetch_sub(1, Ordering::Relaxed);
+        #[cfg(feature = "metrics")]
+        crate::observe::metrics::server_connections(-1.0);
     }
 }
 
@@ -296,6 +303,7 @@ pub(crate) async fn serve_connection<R, W>(
         peer,
         draining: false,
         last_read: 0,
+        labels: Arc::clone(&shared.labels),
     };
     let grace = tokio::time::sleep(config.shutdown_grace);
     tokio::pin!(grace);
@@ -474,6 +482,8 @@ struct Dispatcher {
     /// The highest request id read before the goaway: the goaway tells the
     /// client that every request above it was not executed.
     last_read: u64,
+    /// The method labels metrics may use.
+    labels: Arc<MethodLabels>,
 }
 
 impl Dispatcher {
@@ -554,6 +564,14 @@ impl Dispatcher {
             let status = Status::invalid_argument(format!("request id {id} is already in flight"));
             return self.reply(id, status.not_executed().with_retryable(false));
         }
+        let mut observed = ServerCall::start(
+            &method,
+            id,
+            self.peer,
+            parts.meta.get(TRACEPARENT),
+            arrived,
+            &self.labels,
+        );
         let ctx = Context::new(
             method,
             id,
@@ -574,11 +592,15 @@ impl Dispatcher {
         // Middleware runs user code synchronously in `call` (an auth check, a
         // custom layer): a panic there is a handler panic too, not the end of
         // the connection.
-        let call = match std::panic::catch_unwind(AssertUnwindSafe(|| service.call(request))) {
-            Ok(call) => call,
+        let call = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            observed.in_scope(|| service.call(request))
+        }));
+        let call = match call {
+            Ok(call) => Scoped::new(call, observed.span.clone(), observed.scope),
             Err(panic) => {
                 let status =
                     Status::internal(format!("middleware panicked: {}", panic_message(&*panic)));
+                observed.finish(status.code());
                 return send_response(&self.queue, id, codec, Err(status));
             }
         };
@@ -594,12 +616,14 @@ impl Dispatcher {
                 &mut TaskContext::from_waker(Waker::noop()),
             )
         }));
-        match first_poll {
-            Ok(Poll::Pending) => {}
-            Ok(Poll::Ready(result)) => {
-                return send_response(&self.queue, id, codec, result_of(Ok(result)))
-            }
-            Err(panic) => return send_response(&self.queue, id, codec, result_of(Err(panic))),
+        let result = match first_poll {
+            Ok(Poll::Pending) => None,
+            Ok(Poll::Ready(result)) => Some(result_of(Ok(result))),
+            Err(panic) => Some(result_of(Err(panic))),
+        };
+        if let Some(result) = result {
+            observed.finish(code_of(&result));
+            return send_response(&self.queue, id, codec, result);
         }
         let handler = async move {
             result_of(
@@ -624,6 +648,7 @@ impl Dispatcher {
                     }),
                 None => handler.await,
             };
+            observed.finish(code_of(&result));
             send_response(&queue, id, codec, result);
             in_flight.remove(id);
         });

@@ -31,6 +31,7 @@ pub use admission::ServerStats;
 pub use router::{Methods, Request, Response, Router, Service};
 
 use crate::conn::ReadBudget;
+use crate::observe::MethodLabels;
 use crate::protocol::{goaway_frame, FrameCodec, Limits};
 use crate::transport::Listener;
 
@@ -128,6 +129,8 @@ pub struct Server {
     config: ServerConfig,
     /// Live figures, shared with the running server.
     stats: ServerStats,
+    /// The router's methods, the only method labels metrics use.
+    labels: Arc<MethodLabels>,
 }
 
 impl std::fmt::Debug for Server {
@@ -142,6 +145,7 @@ impl Server {
     /// A server dispatching to `router`, with default limits.
     pub fn new(router: Router) -> Server {
         Server {
+            labels: Arc::new(MethodLabels::new(&router)),
             service: BoxCloneService::new(router.clone()),
             router,
             config: ServerConfig::default(),
@@ -281,6 +285,7 @@ impl Server {
                             stats: Arc::clone(&stats.inner),
                             read_budget: Arc::clone(&read_budget),
                             handle,
+                            labels: Arc::clone(&self.labels),
                         },
                         admitted,
                     );

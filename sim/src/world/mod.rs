@@ -134,6 +134,9 @@ impl World {
     fn build(simulation: &Simulation, seed: u64) -> World {
         let scenario = Arc::clone(&simulation.scenario);
         let seeds = SeedSource::new(seed);
+        // Trace and span ids (drawn only while a subscriber records squall's
+        // DEBUG call spans) replay with the run; this thread runs every host.
+        squall::observe::seed_trace_ids(seeds.child("trace-ids"));
         let recorder = Recorder::new();
         let store = Store::default();
         let time_limit = scenario.time_limit();

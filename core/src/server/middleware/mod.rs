@@ -2,7 +2,9 @@
 //! users know). Add them with [`Server::layer`](crate::Server::layer); the last
 //! layer added runs first.
 //!
-//! - [`LoggingLayer`]: a tracing span per call and one line per outcome.
+//! - [`LoggingLayer`]: one log line per outcome, in an `INFO` span of its own.
+//!   (Every call already gets a `DEBUG` span without it: see
+//!   [`observe`](crate::observe).)
 //! - [`MetricsLayer`]: per-method counts by status, rejection reason, panics,
 //!   cancellations and deadline drops, and a latency histogram, readable from
 //!   code through [`Metrics`]; one entry per registered method plus one
