@@ -36,6 +36,7 @@ use crate::recorder::Recorder;
 use crate::scenario::error::did_you_mean_or_list;
 use crate::scenario::{Scenario, ScenarioError};
 use crate::world::{self, RunError, RunOutcome};
+use crate::real::RealOptions;
 
 /// What a server factory may return: a [`Router`] (the harness serves it), or a
 /// [`Server`] the factory built with [`ServerEnv::server`] and wrapped in its
@@ -397,6 +398,22 @@ impl Simulation {
             }
         }
         Ok(())
+    }
+
+    /// Runs the scenario once at `seed` over real TCP on loopback instead of
+    /// turmoil: the same hosts (the plugged-in routers and workloads too), a
+    /// fault proxy on every link applying the timeline in wall-clock time, the
+    /// same trace format and expectations. Takes the scenario's duration ×
+    /// `options.time_scale` of wall time and is not deterministic. See
+    /// [`crate::real`] and `docs/FIDELITY.md`.
+    pub fn run_real(&self, seed: u64, options: RealOptions) -> Result<RunOutcome, RunError> {
+        self.validate().map_err(|e| RunError {
+            scenario: self.scenario.name.clone(),
+            seed,
+            at: None,
+            message: format!("{e}"),
+        })?;
+        crate::real::run(self, seed, &options)
     }
 
     /// Runs the scenario once at `seed`: validate, build, step, evaluate.

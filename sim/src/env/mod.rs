@@ -184,7 +184,7 @@ impl ServerEnv {
     pub fn server(&self, router: Router) -> Server {
         *self.served.lock().unwrap_or_else(|p| p.into_inner()) = Some(router.method_names());
         let config = squall::server::ServerConfig {
-            shutdown_grace: Duration::from_secs(2),
+            shutdown_grace: crate::real::clock::to_wall(Duration::from_secs(2)),
             ..squall::server::ServerConfig::default()
         };
         Server::new(router).with_config(config).layer(harness_layer(
@@ -283,10 +283,20 @@ impl ClientEnv {
         match workload.load {
             Load::Open { rate_per_second } => {
                 let mut rng = self.seeds.stream("workload/arrivals");
+                let mut arrival = now();
                 loop {
                     // Exponential inter-arrival times: a Poisson process at the rate.
                     let u: f64 = rng.gen_range(f64::MIN_POSITIVE..1.0);
-                    tokio::time::sleep(Duration::from_secs_f64(-u.ln() / rate_per_second)).await;
+                    let gap = Duration::from_secs_f64(-u.ln() / rate_per_second);
+                    if crate::real::clock::is_real() {
+                        // Real timers round each sleep up to a millisecond:
+                        // sleep to each arrival's scheduled time instead, so a
+                        // scaled rate is not slowed by the rounding.
+                        arrival += gap;
+                        crate::host::sleep_until_sim(arrival).await;
+                    } else {
+                        tokio::time::sleep(gap).await;
+                    }
                     if now() >= workload.stop_at || full() {
                         break;
                     }
