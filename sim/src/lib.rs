@@ -53,8 +53,8 @@ pub mod trace;
 mod world;
 
 pub use env::{ClientEnv, RunView, ServerEnv, Tracer};
-pub use real::{Comparison, RealOptions};
 pub use host::client::SimCaller;
+pub use real::{Comparison, RealOptions};
 pub use scenario::Scenario;
 pub use simulation::{IntoServer, Simulation};
 pub use testing::{ExploreReport, Shard};

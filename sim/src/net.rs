@@ -119,10 +119,12 @@ impl Transport for SimTransport {
             peer: Some(peer.clone()),
         };
         let result = match &self.real {
-            None => turmoil::net::TcpStream::connect(addr).await.and_then(|stream| {
-                let peer = stream.peer_addr()?;
-                Ok((self.recorder.sockets().open(&self.host, stream), peer))
-            }),
+            None => turmoil::net::TcpStream::connect(addr)
+                .await
+                .and_then(|stream| {
+                    let peer = stream.peer_addr()?;
+                    Ok((self.recorder.sockets().open(&self.host, stream), peer))
+                }),
             Some(net) => net.connect(&self.host, &peer).await.and_then(|stream| {
                 let peer = stream.peer_addr()?;
                 Ok((Sockets::real(stream), peer))

@@ -32,11 +32,11 @@ use squall::{Router, Server};
 use crate::env::{ClientEnv, RunView, ServerEnv, Store};
 use crate::host::echo;
 use crate::host::server::{ServerProgram, ServerState};
+use crate::real::RealOptions;
 use crate::recorder::Recorder;
 use crate::scenario::error::did_you_mean_or_list;
 use crate::scenario::{Scenario, ScenarioError};
 use crate::world::{self, RunError, RunOutcome};
-use crate::real::RealOptions;
 
 /// What a server factory may return: a [`Router`] (the harness serves it), or a
 /// [`Server`] the factory built with [`ServerEnv::server`] and wrapped in its

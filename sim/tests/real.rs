@@ -80,7 +80,10 @@ fn the_proxy_partitions_a_link_so_the_cut_off_server_executes_nothing_until_the_
     let before = executed_on(trace, "server-1", ms(500), ms(1_900));
     let during = executed_on(trace, "server-1", ms(2_100), ms(3_900));
     let after = executed_on(trace, "server-1", ms(4_600), ms(6_000));
-    assert!(before > 30, "server-1 served before the partition: {before}");
+    assert!(
+        before > 30,
+        "server-1 served before the partition: {before}"
+    );
     assert_eq!(during, 0, "server-1 executed calls through a partition");
     assert!(after > 30, "server-1 served again after the heal: {after}");
     // The other server kept serving throughout.

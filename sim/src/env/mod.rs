@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use rand::Rng as _;
 use squall::rng::Rng;
-use squall::{ChannelConfig, Client, Pool, Router, SeedSource, Server};
+use squall::{Client, Pool, Router, SeedSource, Server};
 
 pub use trace::{
     Tracer, RESERVED_KIND_PREFIXES, USER_FIELDS_MAX, USER_KIND_BYTES_MAX, USER_VALUE_BYTES_MAX,
@@ -170,7 +170,7 @@ impl ServerEnv {
         let pool = Pool::new(
             self.transport(),
             &self.addr_of(host),
-            ChannelConfig::default(),
+            crate::real::scale::default_channel(),
             1,
         );
         Client::new(Hop::new(pool)).with_timeout(None)

@@ -14,10 +14,7 @@ use std::time::Duration;
 use squall::client::{Caller, OutgoingRequest, Reply};
 use squall::discovery::{DiscoveryEvent, DiscoveryObserver};
 use squall::registry::ResolverConfig;
-use squall::{
-    Client, Endpoint, Resolver, SeedSource, ServiceClient, ServiceClientConfig,
-    Status,
-};
+use squall::{Client, Endpoint, Resolver, SeedSource, ServiceClient, ServiceClientConfig, Status};
 
 use super::server::{control_backoff, remote_registry};
 use super::{CALL_KEY, CLIENT_KEY, HASH_KEY};

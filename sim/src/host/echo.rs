@@ -73,9 +73,9 @@ fn forwarder(env: &ServerEnv, scenario: &Scenario) -> Option<Forwarder> {
         ..ServiceClientConfig::default()
     };
     let client = ServiceClient::new(env.transport(), "forward", endpoints, config);
-    Some(Arc::new(
-        Client::new(Hop::new(client)).with_timeout(crate::real::clock::to_wall_opt(forward.timeout)),
-    ))
+    Some(Arc::new(Client::new(Hop::new(client)).with_timeout(
+        crate::real::clock::to_wall_opt(forward.timeout),
+    )))
 }
 
 /// The echo server for `env`'s host: every method of [`methods`], answered with

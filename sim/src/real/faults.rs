@@ -36,7 +36,7 @@ impl RealWorld {
             FaultAction::Hold { links } => each(links, &|n, l| n.hold(&l.from, &l.to)),
             FaultAction::Release { links } => each(links, &|n, l| n.release(&l.from, &l.to)),
             FaultAction::LinkLatency { links, latency } => {
-                each(links, &|n, l| n.latency(&l.from, &l.to, latency.clone()))
+                each(links, &|n, l| n.latency(&l.from, &l.to, *latency))
             }
             FaultAction::Loss { links: None, rate } => self.net.change(|n| n.loss(None, *rate)),
             FaultAction::Loss {
@@ -64,7 +64,7 @@ impl RealWorld {
                 for state in self.servers.iter().filter(|s| hosts.contains(&s.name)) {
                     let mut behaviour = state.behaviour.lock().unwrap_or_else(|p| p.into_inner());
                     if let Some(latency) = latency {
-                        behaviour.latency = latency.clone();
+                        behaviour.latency = *latency;
                     }
                     if let Some(error_rate) = error_rate {
                         behaviour.error_rate = *error_rate;

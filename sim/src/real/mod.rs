@@ -145,7 +145,7 @@ impl RealWorld {
         let scenario = Arc::clone(&simulation.scenario);
         let seeds = SeedSource::new(seed);
         let net = RealNet::new(
-            scenario.network.latency.clone(),
+            scenario.network.latency,
             scenario.network.loss,
             seeds.stream("real/network"),
             tokio::runtime::Handle::current(),
@@ -268,10 +268,7 @@ impl RealWorld {
                 scenario: scenario.name.clone(),
                 seed: self.seed,
                 at: Some(simulated),
-                message: format!(
-                    "the trace exceeded {} events",
-                    crate::recorder::EVENTS_MAX
-                ),
+                message: format!("the trace exceeded {} events", crate::recorder::EVENTS_MAX),
             });
         }
         // Appends from several threads can interleave out of time order by a

@@ -109,8 +109,8 @@ impl State {
         let latency = self
             .link_latency
             .get(&link)
-            .cloned()
-            .unwrap_or_else(|| self.latency.clone());
+            .copied()
+            .unwrap_or(self.latency);
         let loss = self.link_loss.get(&link).copied().unwrap_or(self.loss);
         let mut delay = sample(&latency, &mut self.rng);
         if loss > 0.0 && self.rng.gen_bool(loss.min(1.0)) {

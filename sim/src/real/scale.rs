@@ -3,7 +3,8 @@
 //! in a real one at scale 1, every function returns its input unchanged.
 //!
 //! What is scaled: everything the harness hands core or sleeps on — connect
-//! and keepalive timeouts, call and attempt timeouts, retry backoff, breaker
+//! and keepalive timeouts, core's reconnect backoff, call and attempt
+//! timeouts, retry backoff, breaker
 //! open periods and slow-call threshold, fixed hedge delays, registry TTL,
 //! heartbeat and timeouts, server service times, link latencies, workload
 //! inter-arrival times, the retry budget's TTL and reserve rate. What is not:
@@ -18,12 +19,31 @@ use super::clock::{is_real, scale, to_wall, to_wall_opt};
 use crate::scenario::ConnectionConfig;
 
 /// Channel settings of `connection`, in wall time.
+/// core's reconnect backoff (a core default, not a scenario key) is scaled
+/// too, so a restarted server is found as soon in scenario time.
 pub fn channel(connection: &ConnectionConfig) -> ChannelConfig {
+    let defaults = ChannelConfig::default();
     ChannelConfig {
         connect_timeout: to_wall(connection.connect_timeout),
         keepalive_interval: to_wall(connection.keepalive_interval),
         keepalive_timeout: to_wall(connection.keepalive_timeout),
-        ..ChannelConfig::default()
+        reconnect_backoff_initial: to_wall(defaults.reconnect_backoff_initial),
+        reconnect_backoff_max: to_wall(defaults.reconnect_backoff_max),
+        ..defaults
+    }
+}
+
+/// core's default channel settings in wall time (for the hosts' own clients,
+/// e.g. [`crate::ServerEnv::client_to`]).
+pub fn default_channel() -> ChannelConfig {
+    let defaults = ChannelConfig::default();
+    ChannelConfig {
+        connect_timeout: to_wall(defaults.connect_timeout),
+        keepalive_interval: to_wall(defaults.keepalive_interval),
+        keepalive_timeout: to_wall(defaults.keepalive_timeout),
+        reconnect_backoff_initial: to_wall(defaults.reconnect_backoff_initial),
+        reconnect_backoff_max: to_wall(defaults.reconnect_backoff_max),
+        ..defaults
     }
 }
 
