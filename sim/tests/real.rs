@@ -182,3 +182,85 @@ fn a_comparison_marks_exactly_the_verdicts_that_differ() {
     assert_eq!(names, [simulated.verdicts[0].name.as_str()]);
     assert!(differ.to_string().contains("DIFF"), "{differ}");
 }
+
+/// Two servers answering in 100 ms, one client at 50 calls/s failing fast
+/// (no retries), so calls are in flight on server-1 when FAULT hits it at 2s.
+fn dying(fault: &str) -> Scenario {
+    let text = format!(
+        r#"
+name = "real-{fault}"
+description = "server-1 dies at 2s with calls in flight."
+duration = "4s"
+seeds = [1]
+
+[network]
+latency = {{ min = "1ms", max = "2ms" }}
+
+[[servers]]
+group = "server"
+replicas = 2
+latency = "100ms"
+
+[[clients]]
+group = "client"
+replicas = 1
+targets = ["server"]
+rate = 50
+method = "Echo.Echo"
+timeout = "2s"
+
+[clients.connection]
+connect_timeout = "300ms"
+keepalive_interval = "300ms"
+keepalive_timeout = "300ms"
+
+[[faults]]
+at = "2s"
+kind = "{fault}"
+host = "server-1"
+"#
+    );
+    Scenario::from_str(&text, "real-dying.toml").unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+/// When each call on server-1 that failed ended.
+fn failures_on_server_1(outcome: &sim::RunOutcome) -> Vec<Duration> {
+    outcome
+        .trace
+        .events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::CallEnd {
+                endpoint, outcome, ..
+            } if endpoint.as_deref() == Some("server-1") && outcome != "Ok" => Some(e.at),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_crash_closes_the_hosts_sockets_so_its_calls_fail_at_once_but_a_silent_death_waits_for_keepalive(
+) {
+    let options = RealOptions::scaled(0.5);
+    let crashed = Simulation::new(dying("crash"))
+        .run_real(1, options.clone())
+        .unwrap();
+    let failed = failures_on_server_1(&crashed);
+    assert!(!failed.is_empty(), "no call was in flight at the crash");
+    // The FIN reaches the client within a few milliseconds of the crash.
+    assert!(
+        failed.iter().all(|at| *at >= ms(2_000) && *at < ms(2_150)),
+        "crash: calls failed at {failed:?}"
+    );
+    let died = Simulation::new(dying("silent_death"))
+        .run_real(1, options)
+        .unwrap();
+    let failed = failures_on_server_1(&died);
+    assert!(!failed.is_empty(), "no call was in flight at the death");
+    // No FIN: the client learns only when keepalive (300ms + 300ms) gives up.
+    assert!(
+        failed.iter().all(|at| *at >= ms(2_300)),
+        "silent death: calls failed at {failed:?} (a FIN got through?)"
+    );
+    assert!(executed_on(&died.trace, "server-1", ms(2_050), ms(4_000)) == 0);
+}
