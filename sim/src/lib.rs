@@ -29,6 +29,8 @@
 //! - [`expect`]: expectations evaluated on the trace.
 //! - [`report`]: the self-contained HTML timeline of a run.
 //! - [`shrink`]: a failing run reduced to a smaller scenario that still fails.
+//! - [`real`]: real-TCP mode — the same hosts over loopback through per-link
+//!   fault proxies, in wall-clock time; simulated and real verdicts compared.
 //! - [`net`]: the turmoil [`squall::Transport`]; [`sockets`]: every connection's
 //!   halves, closed in a deterministic order when a host crashes.
 //! - [`recorder`] and [`trace`]: the event log, its text form and hash.
@@ -39,6 +41,7 @@ pub mod env;
 pub mod expect;
 pub mod host;
 pub mod net;
+pub mod real;
 pub mod recorder;
 pub mod report;
 pub mod scenario;
@@ -51,6 +54,7 @@ mod world;
 
 pub use env::{ClientEnv, RunView, ServerEnv, Tracer};
 pub use host::client::SimCaller;
+pub use real::{Comparison, RealOptions};
 pub use scenario::Scenario;
 pub use simulation::{IntoServer, Simulation};
 pub use testing::{ExploreReport, Shard};

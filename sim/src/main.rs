@@ -6,6 +6,7 @@
 //! sim replay scenarios/x.toml --seed 7 --kind call.end --host client-1
 //! sim check scenarios/*.toml                     # validate only
 //! sim explore scenarios/x.toml --seeds 200       # both cores; lists failing seeds
+//! sim run scenarios/x.toml --real --time-scale 0.2 --compare  # real TCP vs simulation
 //! ```
 
 use std::path::PathBuf;
@@ -17,7 +18,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use sim::scenario::format_duration;
 use sim::testing::{ExploreReport, SeedFailure};
-use sim::{run, RunOutcome, Scenario, Shard};
+use sim::{run, RealOptions, RunOutcome, Scenario, Shard, Simulation};
 
 /// `println!` that ends the program quietly when stdout is closed (`sim replay | head`)
 /// instead of panicking on the broken pipe.
@@ -106,6 +107,18 @@ struct RunArgs {
     /// Machine-readable output: one JSON object per run, one per line.
     #[arg(long)]
     json: bool,
+    /// Run over real TCP on loopback (a fault proxy per link, wall-clock
+    /// time) instead of the simulation; not deterministic.
+    #[arg(long)]
+    real: bool,
+    /// With --real: wall seconds per scenario second (0.1 runs a 30 s
+    /// scenario in about 3 s; every latency and timeout is scaled alike).
+    #[arg(long, default_value_t = 1.0, requires = "real")]
+    time_scale: f64,
+    /// With --real: run the simulation too and print both runs' verdicts side
+    /// by side; exits 1 if any verdict differs.
+    #[arg(long, requires = "real", conflicts_with = "json")]
+    compare: bool,
 }
 
 #[derive(Args, Debug)]
@@ -126,6 +139,13 @@ struct ReplayArgs {
     /// Print events as JSON lines.
     #[arg(long)]
     json: bool,
+    /// Print the trace of a fresh real-TCP run instead (not a replay: a real
+    /// run is not deterministic, and its hash differs every time).
+    #[arg(long)]
+    real: bool,
+    /// With --real: wall seconds per scenario second.
+    #[arg(long, default_value_t = 1.0, requires = "real")]
+    time_scale: f64,
 }
 
 #[derive(Args, Debug)]
@@ -241,8 +261,21 @@ fn cmd_run(args: RunArgs) -> Result<ExitCode, String> {
             (None, None) => vec![scenario.default_seed()],
         };
         for seed in seeds {
+            if args.compare {
+                runs += 1;
+                if !cmd_compare(&file, &scenario, seed, args.time_scale)? {
+                    failed += 1;
+                }
+                continue;
+            }
             let start = wall_start();
-            let outcome = run(&scenario, seed).map_err(|e| e.to_string())?;
+            let outcome = if args.real {
+                let options = RealOptions::scaled(args.time_scale);
+                Simulation::new(scenario.clone()).run_real(seed, options)
+            } else {
+                run(&scenario, seed)
+            }
+            .map_err(|e| e.to_string())?;
             let wall = start.elapsed();
             runs += 1;
             if !outcome.passed() {
@@ -255,7 +288,9 @@ fn cmd_run(args: RunArgs) -> Result<ExitCode, String> {
             }
         }
     }
-    if !args.json {
+    if args.compare {
+        out!("{} agreed, {} differed", runs - failed, failed);
+    } else if !args.json {
         out!("{} passed, {} failed", runs - failed, failed);
     }
     Ok(if failed == 0 {
@@ -263,6 +298,28 @@ fn cmd_run(args: RunArgs) -> Result<ExitCode, String> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Runs `scenario` at `seed` simulated and real, prints the comparison;
+/// returns whether every verdict agreed.
+fn cmd_compare(file: &str, scenario: &Scenario, seed: u64, scale: f64) -> Result<bool, String> {
+    let simulation = Simulation::new(scenario.clone());
+    let simulated = simulation.run(seed).map_err(|e| e.to_string())?;
+    let start = wall_start();
+    let real = simulation
+        .run_real(seed, RealOptions::scaled(scale))
+        .map_err(|e| e.to_string())?;
+    let wall = start.elapsed();
+    let comparison = sim::real::compare(&simulated, &real);
+    let mark = if comparison.agrees() { "SAME" } else { "DIFF" };
+    out!(
+        "{mark} {file} (real: time scale {scale}, {:.1}s wall, {} events; sim trace={})",
+        wall.as_secs_f64(),
+        real.trace.events.len(),
+        simulated.hash()
+    );
+    out!("{comparison}");
+    Ok(comparison.agrees())
 }
 
 fn print_verdicts(file: &str, outcome: &RunOutcome, wall: Duration) {
@@ -312,8 +369,13 @@ fn print_verdicts(file: &str, outcome: &RunOutcome, wall: Duration) {
             verdict.observed
         );
     }
-    if !outcome.passed() {
+    if !outcome.passed() && outcome.steps > 0 {
         out!("  replay: {}", replay_command(file, outcome.seed));
+    } else if !outcome.passed() {
+        out!(
+            "  (a real-TCP run does not replay; the simulated run of this seed: {})",
+            replay_command(file, outcome.seed)
+        );
     }
 }
 
@@ -347,7 +409,12 @@ fn run_json(file: &str, outcome: &RunOutcome, wall: Duration) -> serde_json::Val
 fn cmd_replay(args: ReplayArgs) -> Result<ExitCode, String> {
     let scenario = load(&args.file)?;
     let seed = args.seed.unwrap_or_else(|| scenario.default_seed());
-    let outcome = run(&scenario, seed).map_err(|e| e.to_string())?;
+    let outcome = if args.real {
+        Simulation::new(scenario.clone()).run_real(seed, RealOptions::scaled(args.time_scale))
+    } else {
+        run(&scenario, seed)
+    }
+    .map_err(|e| e.to_string())?;
     for event in &outcome.trace.events {
         let host_ok = args.host.is_empty() || args.host.iter().any(|h| h == &event.host);
         let name = event.kind.name();

@@ -3,12 +3,18 @@
 //!
 //! Every connection is registered in the run's [`Sockets`], so a crash closes
 //! the host's connections in a deterministic order (see [`crate::sockets`]).
+//!
+//! In a real-TCP run (`sim run --real`, [`crate::Simulation::run_real`]) the
+//! same transport connects over loopback through each link's fault proxy
+//! instead ([`crate::real`]); names and trace events are the same.
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 
 use squall::transport::{Connection, Listener, Transport};
 
+use crate::real::RealNet;
 use crate::recorder::Recorder;
 use crate::sockets::Sockets;
 pub use crate::sockets::{SimReader, SimWriter};
@@ -24,6 +30,8 @@ pub struct SimTransport {
     host: String,
     /// Where connection events go.
     recorder: Recorder,
+    /// The real network, in a real-TCP run.
+    real: Option<Arc<RealNet>>,
 }
 
 impl SimTransport {
@@ -31,6 +39,7 @@ impl SimTransport {
     pub fn new(host: &str, recorder: Recorder) -> SimTransport {
         SimTransport {
             host: host.to_owned(),
+            real: recorder.real_net().cloned(),
             recorder,
         }
     }
@@ -54,8 +63,11 @@ impl Drop for AbandonedConnect<'_> {
     fn drop(&mut self) {
         if let Some(peer) = self.peer.take() {
             // Inside a host only: a crash drops pending connects from outside
-            // the simulation, which is not a connect timeout.
-            if turmoil::sim_elapsed().is_some() {
+            // the simulation (in a real run: while tearing the host down),
+            // which is not a connect timeout.
+            let in_host = turmoil::sim_elapsed().is_some()
+                || (crate::real::clock::is_real() && !crate::real::clock::tearing_down());
+            if in_host {
                 self.recorder.record(
                     self.host,
                     EventKind::ConnectFailed {
@@ -68,10 +80,16 @@ impl Drop for AbandonedConnect<'_> {
     }
 }
 
+/// The listener underneath a [`SimListener`].
+enum Bound {
+    Sim(turmoil::net::TcpListener),
+    Real(tokio::net::TcpListener),
+}
+
 /// A bound simulated listener.
 pub struct SimListener {
-    /// turmoil's listener.
-    inner: turmoil::net::TcpListener,
+    /// turmoil's listener, or a real one.
+    inner: Bound,
     /// The host, to register accepted connections under.
     host: String,
     /// Where accepted connections are registered.
@@ -100,14 +118,23 @@ impl Transport for SimTransport {
             host: &self.host,
             peer: Some(peer.clone()),
         };
-        let result = turmoil::net::TcpStream::connect(addr).await;
+        let result = match &self.real {
+            None => turmoil::net::TcpStream::connect(addr)
+                .await
+                .and_then(|stream| {
+                    let peer = stream.peer_addr()?;
+                    Ok((self.recorder.sockets().open(&self.host, stream), peer))
+                }),
+            Some(net) => net.connect(&self.host, &peer).await.and_then(|stream| {
+                let peer = stream.peer_addr()?;
+                Ok((Sockets::real(stream), peer))
+            }),
+        };
         abandoned.peer = None;
         match result {
-            Ok(stream) => {
+            Ok(((reader, writer), peer_addr)) => {
                 self.recorder
                     .record(&self.host, EventKind::Connected { peer });
-                let peer_addr = stream.peer_addr()?;
-                let (reader, writer) = self.recorder.sockets().open(&self.host, stream);
                 Ok(Connection {
                     reader,
                     writer,
@@ -128,7 +155,16 @@ impl Transport for SimTransport {
     }
 
     async fn bind(&self, addr: &str) -> io::Result<SimListener> {
-        let inner = turmoil::net::TcpListener::bind(addr).await?;
+        let inner = match &self.real {
+            None => Bound::Sim(turmoil::net::TcpListener::bind(addr).await?),
+            Some(net) => {
+                // Every host on loopback, each on a free port (parallel runs
+                // never clash); peers reach it through their links' proxies.
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+                net.listen(&self.host, listener.local_addr()?);
+                Bound::Real(listener)
+            }
+        };
         Ok(SimListener {
             inner,
             host: self.host.clone(),
@@ -142,8 +178,17 @@ impl Listener for SimListener {
     type Writer = SimWriter;
 
     async fn accept(&mut self) -> io::Result<Connection<SimReader, SimWriter>> {
-        let (stream, peer) = self.inner.accept().await?;
-        let (reader, writer) = self.sockets.open(&self.host, stream);
+        let ((reader, writer), peer) = match &mut self.inner {
+            Bound::Sim(inner) => {
+                let (stream, peer) = inner.accept().await?;
+                (self.sockets.open(&self.host, stream), peer)
+            }
+            Bound::Real(inner) => {
+                let (stream, peer) = inner.accept().await?;
+                let _ = stream.set_nodelay(true);
+                (Sockets::real(stream), peer)
+            }
+        };
         Ok(Connection {
             reader,
             writer,
@@ -152,7 +197,10 @@ impl Listener for SimListener {
     }
 
     fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.inner.local_addr()
+        match &self.inner {
+            Bound::Sim(inner) => inner.local_addr(),
+            Bound::Real(inner) => inner.local_addr(),
+        }
     }
 }
 

@@ -25,6 +25,9 @@ pub struct Recorder {
     /// Set once [`EVENTS_MAX`] is reached: later events are dropped, workloads
     /// stop issuing calls and the runner fails the run.
     full: Arc<AtomicBool>,
+    /// The real network of a real-TCP run (`None` in a simulated run): where
+    /// every host's transport connects and listens.
+    real: Option<Arc<crate::real::RealNet>>,
 }
 
 impl Recorder {
@@ -57,6 +60,19 @@ impl Recorder {
             host: host.to_owned(),
             kind,
         });
+    }
+
+    /// An empty log for a real-TCP run over `net`.
+    pub(crate) fn real(net: Arc<crate::real::RealNet>) -> Recorder {
+        Recorder {
+            real: Some(net),
+            ..Recorder::default()
+        }
+    }
+
+    /// The real network, in a real-TCP run.
+    pub(crate) fn real_net(&self) -> Option<&Arc<crate::real::RealNet>> {
+        self.real.as_ref()
     }
 
     /// The run's simulated sockets.
@@ -93,7 +109,10 @@ impl Recorder {
     }
 }
 
-/// Simulated time since the start of the run, as seen by the running host.
+/// Simulated time since the start of the run, as seen by the running host (in
+/// a real-TCP run: scenario time, the wall clock read through the time scale).
 pub fn now() -> Duration {
-    turmoil::sim_elapsed().unwrap_or_default()
+    turmoil::sim_elapsed()
+        .or_else(crate::real::clock::now)
+        .unwrap_or_default()
 }

@@ -32,6 +32,7 @@ use squall::{Router, Server};
 use crate::env::{ClientEnv, RunView, ServerEnv, Store};
 use crate::host::echo;
 use crate::host::server::{ServerProgram, ServerState};
+use crate::real::RealOptions;
 use crate::recorder::Recorder;
 use crate::scenario::error::did_you_mean_or_list;
 use crate::scenario::{Scenario, ScenarioError};
@@ -397,6 +398,22 @@ impl Simulation {
             }
         }
         Ok(())
+    }
+
+    /// Runs the scenario once at `seed` over real TCP on loopback instead of
+    /// turmoil: the same hosts (the plugged-in routers and workloads too), a
+    /// fault proxy on every link applying the timeline in wall-clock time, the
+    /// same trace format and expectations. Takes the scenario's duration ×
+    /// `options.time_scale` of wall time and is not deterministic. See
+    /// [`crate::real`] and `docs/FIDELITY.md`.
+    pub fn run_real(&self, seed: u64, options: RealOptions) -> Result<RunOutcome, RunError> {
+        self.validate().map_err(|e| RunError {
+            scenario: self.scenario.name.clone(),
+            seed,
+            at: None,
+            message: format!("{e}"),
+        })?;
+        crate::real::run(self, seed, &options)
     }
 
     /// Runs the scenario once at `seed`: validate, build, step, evaluate.

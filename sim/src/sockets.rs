@@ -72,7 +72,17 @@ impl Sockets {
         let list = &mut hosts.entry(host.to_owned()).or_default().open;
         list.retain(|s| s.strong_count() > 0);
         list.push(Arc::downgrade(&socket));
-        (SimReader(Arc::clone(&socket)), SimWriter(socket))
+        (
+            SimReader(Half::Sim(Arc::clone(&socket))),
+            SimWriter(Half::Sim(socket)),
+        )
+    }
+
+    /// The halves the core sees of a real connection (real-TCP mode: a crash
+    /// drops the host's runtime, which closes them; no ordering is needed).
+    pub(crate) fn real(stream: tokio::net::TcpStream) -> (SimReader, SimWriter) {
+        let (reader, writer) = stream.into_split();
+        (SimReader(Half::Real(reader)), SimWriter(Half::Real(writer)))
     }
 
     fn lock(&self) -> MutexGuard<'_, BTreeMap<String, HostSockets>> {
@@ -112,13 +122,21 @@ impl Sockets {
     }
 }
 
+/// One half of a connection: a simulated socket's slot, or (real-TCP mode)
+/// a real socket's half.
+#[derive(Debug)]
+enum Half<R> {
+    Sim(Socket),
+    Real(R),
+}
+
 /// The read half the core sees.
 #[derive(Debug)]
-pub struct SimReader(Socket);
+pub struct SimReader(Half<tokio::net::tcp::OwnedReadHalf>);
 
 /// The write half the core sees.
 #[derive(Debug)]
-pub struct SimWriter(Socket);
+pub struct SimWriter(Half<tokio::net::tcp::OwnedWriteHalf>);
 
 fn closed() -> io::Error {
     io::Error::new(io::ErrorKind::ConnectionReset, "host crashed")
@@ -130,7 +148,11 @@ impl AsyncRead for SimReader {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        match lock(&self.0).read.as_mut() {
+        let socket = match &mut self.get_mut().0 {
+            Half::Sim(socket) => socket,
+            Half::Real(read) => return Pin::new(read).poll_read(cx, buf),
+        };
+        match lock(socket).read.as_mut() {
             Some(read) => Pin::new(read).poll_read(cx, buf),
             None => Poll::Ready(Err(closed())),
         }
@@ -143,21 +165,33 @@ impl AsyncWrite for SimWriter {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match lock(&self.0).write.as_mut() {
+        let socket = match &mut self.get_mut().0 {
+            Half::Sim(socket) => socket,
+            Half::Real(write) => return Pin::new(write).poll_write(cx, buf),
+        };
+        match lock(socket).write.as_mut() {
             Some(write) => Pin::new(write).poll_write(cx, buf),
             None => Poll::Ready(Err(closed())),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match lock(&self.0).write.as_mut() {
+        let socket = match &mut self.get_mut().0 {
+            Half::Sim(socket) => socket,
+            Half::Real(write) => return Pin::new(write).poll_flush(cx),
+        };
+        match lock(socket).write.as_mut() {
             Some(write) => Pin::new(write).poll_flush(cx),
             None => Poll::Ready(Err(closed())),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match lock(&self.0).write.as_mut() {
+        let socket = match &mut self.get_mut().0 {
+            Half::Sim(socket) => socket,
+            Half::Real(write) => return Pin::new(write).poll_shutdown(cx),
+        };
+        match lock(socket).write.as_mut() {
             Some(write) => Pin::new(write).poll_shutdown(cx),
             None => Poll::Ready(Ok(())),
         }

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use rand::Rng as _;
 use squall::rng::Rng;
-use squall::{ChannelConfig, Client, Pool, Router, SeedSource, Server};
+use squall::{Client, Pool, Router, SeedSource, Server};
 
 pub use trace::{
     Tracer, RESERVED_KIND_PREFIXES, USER_FIELDS_MAX, USER_KIND_BYTES_MAX, USER_VALUE_BYTES_MAX,
@@ -170,7 +170,7 @@ impl ServerEnv {
         let pool = Pool::new(
             self.transport(),
             &self.addr_of(host),
-            ChannelConfig::default(),
+            crate::real::scale::default_channel(),
             1,
         );
         Client::new(Hop::new(pool)).with_timeout(None)
@@ -184,7 +184,7 @@ impl ServerEnv {
     pub fn server(&self, router: Router) -> Server {
         *self.served.lock().unwrap_or_else(|p| p.into_inner()) = Some(router.method_names());
         let config = squall::server::ServerConfig {
-            shutdown_grace: Duration::from_secs(2),
+            shutdown_grace: crate::real::clock::to_wall(Duration::from_secs(2)),
             ..squall::server::ServerConfig::default()
         };
         Server::new(router).with_config(config).layer(harness_layer(
@@ -283,10 +283,20 @@ impl ClientEnv {
         match workload.load {
             Load::Open { rate_per_second } => {
                 let mut rng = self.seeds.stream("workload/arrivals");
+                let mut arrival = now();
                 loop {
                     // Exponential inter-arrival times: a Poisson process at the rate.
                     let u: f64 = rng.gen_range(f64::MIN_POSITIVE..1.0);
-                    tokio::time::sleep(Duration::from_secs_f64(-u.ln() / rate_per_second)).await;
+                    let gap = Duration::from_secs_f64(-u.ln() / rate_per_second);
+                    if crate::real::clock::is_real() {
+                        // Real timers round each sleep up to a millisecond:
+                        // sleep to each arrival's scheduled time instead, so a
+                        // scaled rate is not slowed by the rounding.
+                        arrival += gap;
+                        crate::host::sleep_until_sim(arrival).await;
+                    } else {
+                        tokio::time::sleep(gap).await;
+                    }
                     if now() >= workload.stop_at || full() {
                         break;
                     }

@@ -14,15 +14,13 @@ use std::time::Duration;
 use squall::client::{Caller, OutgoingRequest, Reply};
 use squall::discovery::{DiscoveryEvent, DiscoveryObserver};
 use squall::registry::ResolverConfig;
-use squall::{
-    ChannelConfig, Client, Endpoint, Resolver, SeedSource, ServiceClient, ServiceClientConfig,
-    Status,
-};
+use squall::{Client, Endpoint, Resolver, SeedSource, ServiceClient, ServiceClientConfig, Status};
 
 use super::server::{control_backoff, remote_registry};
 use super::{CALL_KEY, CLIENT_KEY, HASH_KEY};
 use crate::env::{ClientEnv, Store};
 use crate::net::{host_of, SimTransport};
+use crate::real::clock::to_wall;
 use crate::recorder::{now, Recorder};
 use crate::scenario::{ClientGroup, RegistryConfig};
 use crate::simulation::ClientWorkload;
@@ -269,22 +267,17 @@ fn service_client(
 ) -> ServiceClient<SimTransport> {
     let group = &state.group;
     let transport = SimTransport::new(&state.name, recorder.clone());
-    let channel = ChannelConfig {
-        connect_timeout: group.connection.connect_timeout,
-        keepalive_interval: group.connection.keepalive_interval,
-        keepalive_timeout: group.connection.keepalive_timeout,
-        ..ChannelConfig::default()
-    };
+    let channel = crate::real::scale::channel(&group.connection);
     let resilience = &group.resilience;
     let config = ServiceClientConfig {
         balancer: group.balancer,
         pool_size: group.pool_size,
         channel,
-        breaker: resilience.breaker.clone(),
-        retry: resilience.retry.clone(),
+        breaker: crate::real::scale::breaker(&resilience.breaker),
+        retry: crate::real::scale::retry(&resilience.retry),
         fail_mode: resilience.fail_mode,
-        budget: resilience.budget,
-        hedge: resilience.hedge,
+        budget: crate::real::scale::budget(resilience.budget),
+        hedge: crate::real::scale::hedge(resilience.hedge),
         hash_key: HASH_KEY.to_owned(),
         call_id_key: CALL_KEY.to_owned(),
         seed: seeds,
@@ -298,8 +291,8 @@ fn service_client(
                 Arc::new(remote),
                 service.clone(),
                 ResolverConfig {
-                    watch_timeout: registry.watch_timeout,
-                    call_timeout: registry.call_timeout,
+                    watch_timeout: to_wall(registry.watch_timeout),
+                    call_timeout: to_wall(registry.call_timeout),
                     backoff: control_backoff(seeds.stream("resolver")),
                     ..ResolverConfig::default()
                 },
@@ -341,7 +334,7 @@ impl ClientProgram {
         };
         let client = Client::new(caller)
             .with_codec(state.group.call.codec)
-            .with_timeout(Some(state.group.call.timeout));
+            .with_timeout(Some(to_wall(state.group.call.timeout)));
         let env = ClientEnv {
             host: state.name.clone(),
             group: Arc::clone(&state.group),

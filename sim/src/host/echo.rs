@@ -60,13 +60,8 @@ fn forwarder(env: &ServerEnv, scenario: &Scenario) -> Option<Forwarder> {
     let config = ServiceClientConfig {
         balancer: BalancerKind::RoundRobin,
         breaker: None,
-        channel: squall::ChannelConfig {
-            connect_timeout: forward.connection.connect_timeout,
-            keepalive_interval: forward.connection.keepalive_interval,
-            keepalive_timeout: forward.connection.keepalive_timeout,
-            ..squall::ChannelConfig::default()
-        },
-        retry: forward.retry.clone(),
+        channel: crate::real::scale::channel(&forward.connection),
+        retry: crate::real::scale::retry(&forward.retry),
         fail_mode: if forward.retry.max_attempts > 1 {
             FailMode::FailOver
         } else {
@@ -78,9 +73,9 @@ fn forwarder(env: &ServerEnv, scenario: &Scenario) -> Option<Forwarder> {
         ..ServiceClientConfig::default()
     };
     let client = ServiceClient::new(env.transport(), "forward", endpoints, config);
-    Some(Arc::new(
-        Client::new(Hop::new(client)).with_timeout(forward.timeout),
-    ))
+    Some(Arc::new(Client::new(Hop::new(client)).with_timeout(
+        crate::real::clock::to_wall_opt(forward.timeout),
+    )))
 }
 
 /// The echo server for `env`'s host: every method of [`methods`], answered with

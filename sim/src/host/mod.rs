@@ -19,10 +19,11 @@ pub const CALL_KEY: &str = "call-id";
 /// Metadata key carrying a call's hash key (consistent hashing).
 pub const HASH_KEY: &str = "hash-key";
 
-/// Sleeps until simulated time `at` (no-op if it has passed).
+/// Sleeps until simulated time `at` (no-op if it has passed); in a real-TCP
+/// run, until scenario time `at` by the scaled wall clock.
 pub async fn sleep_until_sim(at: std::time::Duration) {
     let current = crate::recorder::now();
     if at > current {
-        tokio::time::sleep(at - current).await;
+        tokio::time::sleep(crate::real::clock::to_wall(at - current)).await;
     }
 }

@@ -28,6 +28,7 @@ use tokio::sync::watch;
 use super::{sleep_until_sim, CALL_KEY, CLIENT_KEY};
 use crate::env::{ServerEnv, Store};
 use crate::net::{bind_addr, SimTransport};
+use crate::real::clock::to_wall;
 use crate::recorder::Recorder;
 use crate::scenario::{Behaviour, LatencyRange, RegistryConfig, Scenario, ServerHost};
 use crate::simulation::ServerFactory;
@@ -41,12 +42,7 @@ pub fn registry_addr() -> String {
 /// Channel settings for control-plane connections (registry) inside the
 /// simulation: the scenario's `[registry.connection]`.
 pub fn control_channel(registry: &RegistryConfig) -> ChannelConfig {
-    ChannelConfig {
-        connect_timeout: registry.connection.connect_timeout,
-        keepalive_interval: registry.connection.keepalive_interval,
-        keepalive_timeout: registry.connection.keepalive_timeout,
-        ..ChannelConfig::default()
-    }
+    crate::real::scale::channel(&registry.connection)
 }
 
 /// A client of the registry host from `transport`'s host, with the
@@ -65,8 +61,8 @@ pub(crate) fn remote_registry(
     RemoteRegistry::with_config(
         pool,
         RemoteRegistryConfig {
-            call_timeout,
-            watch_wait: registry.watch_timeout,
+            call_timeout: to_wall(call_timeout),
+            watch_wait: to_wall(registry.watch_timeout),
         },
     )
 }
@@ -74,7 +70,11 @@ pub(crate) fn remote_registry(
 /// Retry pacing for registry calls inside the simulation: 100ms doubling to a
 /// 1s cap, jittered, so a healed registry is found again within about a second.
 pub fn control_backoff(rng: squall::rng::Rng) -> Backoff {
-    Backoff::new(Duration::from_millis(100), Duration::from_secs(1)).with_jitter(rng)
+    Backoff::new(
+        to_wall(Duration::from_millis(100)),
+        to_wall(Duration::from_secs(1)),
+    )
+    .with_jitter(rng)
 }
 
 /// A server host's state that outlives restarts and that the harness can change.
@@ -291,7 +291,7 @@ where
             // it lives, and records, exactly as long as the handler.
             let mut guard = guard;
             if !delay.is_zero() {
-                tokio::time::sleep(delay).await;
+                tokio::time::sleep(crate::real::clock::to_wall(delay)).await;
             }
             if let Some(code) = fail {
                 guard.outcome = Some("error");
@@ -362,8 +362,8 @@ fn register(state: &ServerState, transport: &SimTransport) -> Option<Registrar> 
         Arc::new(remote),
         instance,
         RegistrarConfig {
-            ttl: config.ttl,
-            keep_alive_interval: Some(config.heartbeat),
+            ttl: to_wall(config.ttl),
+            keep_alive_interval: Some(to_wall(config.heartbeat)),
             backoff: control_backoff(state.seeds.stream("registrar")),
             ..RegistrarConfig::default()
         },
