@@ -300,6 +300,11 @@ impl<W: AsyncWrite + Unpin> Outbox<W> {
             self.written += count;
             queue.writing(self.chunk.len() - self.written);
         }
+        // A stream may hold bytes it reported written (TLS keeps ciphertext
+        // when the socket is full): the chunk is done when they are out too.
+        // A no-op on TCP. Until it resolves the chunk stays, and the next call
+        // resumes here.
+        ready!(Pin::new(&mut self.writer).poll_flush(cx))?;
         self.chunk.clear();
         self.written = 0;
         Poll::Ready(Ok(()))
@@ -351,7 +356,10 @@ async fn run_writer<W: AsyncWrite + Unpin>(
                 tokio::task::yield_now().await;
             }
             Some(true) => {
-                let result = writer.write_all(&chunk).await;
+                let mut result = writer.write_all(&chunk).await;
+                if result.is_ok() {
+                    result = writer.flush().await;
+                }
                 if result.is_ok() {
                     queue.writing(0);
                 }

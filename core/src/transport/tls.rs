@@ -421,17 +421,6 @@ impl AsyncRead for TlsStream {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let stream = ready!(self.get_mut().poll_ready_stream(cx))?;
-        // A write that found the socket full leaves ciphertext inside rustls
-        // and returns the bytes as written, and the connection engine never
-        // calls flush (TCP needs none): that ciphertext would wait for the next
-        // write. The engine polls its reader whenever its task wakes, and the
-        // write registered this task for the socket turning writable, so here
-        // is where the rest goes out.
-        if stream.get_ref().1.wants_write() {
-            if let Poll::Ready(Err(error)) = Pin::new(&mut *stream).poll_flush(cx) {
-                return Poll::Ready(Err(error));
-            }
-        }
         Pin::new(stream).poll_read(cx, buf)
     }
 }

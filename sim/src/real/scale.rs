@@ -29,6 +29,7 @@ pub fn channel(connection: &ConnectionConfig) -> ChannelConfig {
         keepalive_timeout: to_wall(connection.keepalive_timeout),
         reconnect_backoff_initial: to_wall(defaults.reconnect_backoff_initial),
         reconnect_backoff_max: to_wall(defaults.reconnect_backoff_max),
+        write_stall_timeout: to_wall(defaults.write_stall_timeout),
         ..defaults
     }
 }
@@ -43,6 +44,7 @@ pub fn default_channel() -> ChannelConfig {
         keepalive_timeout: to_wall(defaults.keepalive_timeout),
         reconnect_backoff_initial: to_wall(defaults.reconnect_backoff_initial),
         reconnect_backoff_max: to_wall(defaults.reconnect_backoff_max),
+        write_stall_timeout: to_wall(defaults.write_stall_timeout),
         ..defaults
     }
 }
