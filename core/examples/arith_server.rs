@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use squall::server::{Methods, Service};
+use squall::server::{Methods, ServiceDef};
 use squall::{Context, Router, Server, Status, Transport};
 
 /// Arguments of both methods.
@@ -44,7 +44,7 @@ impl Arith {
     }
 }
 
-impl Service for Arith {
+impl ServiceDef for Arith {
     const NAME: &'static str = "Arith";
     fn methods(m: &mut Methods<Self>) {
         m.method("Multiply", Self::multiply)
