@@ -2,6 +2,7 @@
 //! - the trait itself, each `async fn` rewritten to return
 //!   `impl Future<Output = …> + Send` (the server runs handlers on any worker),
 //!   with `Send + Sync + 'static` as supertraits;
+//! - `impl<T: Kv> Kv for Arc<T>`, forwarding every method;
 //! - `KvServer<T: Kv>`: implements `ServiceDef`, so `Router::register` takes it,
 //!   and converts into a `Router`;
 //! - `KvClient<C: Caller>`: one method per RPC, each a thin inline call of
@@ -11,23 +12,57 @@
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
-use syn::{ReturnType, TraitItem, Type};
+use syn::{FnArg, ItemTrait, ReturnType, TraitItem, Type};
 
 use crate::model::{Rpc, Service};
 
 pub(crate) fn expand(service: &Service) -> TokenStream {
     let item = rewrite_trait(service);
+    let shared = arc_forwarding(&item);
     let server = server(service);
     let client = client(service);
     quote! {
         #item
+        #shared
         #server
         #client
     }
 }
 
+/// `impl<T: Kv> Kv for Arc<T>`: one implementation can back several servers
+/// (or routers) and stay reachable to its owner, without a wrapper type.
+fn arc_forwarding(item: &ItemTrait) -> TokenStream {
+    let trait_ident = &item.ident;
+    let methods = item.items.iter().filter_map(|trait_item| {
+        let TraitItem::Fn(function) = trait_item else {
+            return None;
+        };
+        let mut sig = function.sig.clone();
+        let mut names = Vec::new();
+        for (index, input) in sig.inputs.iter_mut().skip(1).enumerate() {
+            if let FnArg::Typed(typed) = input {
+                let name = format_ident!("arg{}", index);
+                *typed.pat = syn::parse_quote!(#name);
+                names.push(name);
+            }
+        }
+        let ident = &sig.ident;
+        Some(quote! {
+            #[inline]
+            #sig {
+                <T as #trait_ident>::#ident(&**self, #(#names),*)
+            }
+        })
+    });
+    quote! {
+        impl<T: #trait_ident> #trait_ident for ::std::sync::Arc<T> {
+            #(#methods)*
+        }
+    }
+}
+
 /// The user's trait with `Send` futures and `Send + Sync + 'static` supertraits.
-fn rewrite_trait(service: &Service) -> TokenStream {
+fn rewrite_trait(service: &Service) -> ItemTrait {
     let mut item = service.item.clone();
     item.supertraits.push(syn::parse_quote!(::core::marker::Send));
     item.supertraits.push(syn::parse_quote!(::core::marker::Sync));
@@ -46,7 +81,7 @@ fn rewrite_trait(service: &Service) -> TokenStream {
             -> impl ::core::future::Future<Output = #output> + ::core::marker::Send
         };
     }
-    quote!(#item)
+    item
 }
 
 /// The wire arguments of `rpc`: its one argument, a tuple of several, or `()`.

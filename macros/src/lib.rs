@@ -22,12 +22,17 @@ use proc_macro::TokenStream;
 #[proc_macro_attribute]
 pub fn service(args: TokenStream, input: TokenStream) -> TokenStream {
     let item = syn::parse_macro_input!(input as syn::ItemTrait);
-    let attr = match model::ServiceAttr::parse(args.into()) {
-        Ok(attr) => attr,
-        Err(error) => return error.to_compile_error().into(),
-    };
-    match model::Service::from_trait(attr, item) {
+    let result = model::ServiceAttr::parse(args.into())
+        .and_then(|attr| model::Service::from_trait(attr, item.clone()));
+    match result {
         Ok(service) => expand::expand(&service).into(),
-        Err(error) => error.to_compile_error().into(),
+        Err(error) => {
+            // The trait as written (minus squall's attributes) next to the
+            // error, so the user sees this one error, not a cascade of
+            // "cannot find trait" at every use.
+            let error = error.to_compile_error();
+            let item = model::without_squall_attributes(item);
+            quote::quote!(#error #item).into()
+        }
     }
 }

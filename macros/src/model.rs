@@ -209,6 +209,18 @@ fn take_attributes(function: &mut TraitItemFn) -> syn::Result<(Option<LitStr>, b
     Ok((method, idempotent.unwrap_or(false)))
 }
 
+/// `item` with `#[method]` and `#[idempotent]` removed from its methods.
+pub(crate) fn without_squall_attributes(mut item: ItemTrait) -> ItemTrait {
+    for trait_item in &mut item.items {
+        if let TraitItem::Fn(function) = trait_item {
+            function
+                .attrs
+                .retain(|a| !a.path().is_ident("method") && !a.path().is_ident("idempotent"));
+        }
+    }
+    item
+}
+
 /// `async fn name(&self, …) -> …;`: async, `&self`, no generics, no body.
 fn check_signature(function: &TraitItemFn) -> syn::Result<()> {
     let sig = &function.sig;
@@ -309,12 +321,15 @@ fn reply_type(output: &ReturnType, name: &Ident) -> syn::Result<Type> {
         })
         .collect();
     match types.as_slice() {
-        [reply, Type::Path(error)]
-            if last.ident == "Result"
-                && error.path.segments.last().is_some_and(|s| s.ident == "Status") =>
-        {
-            Ok((*reply).clone())
-        }
+        [reply, error] if last.ident == "Result" => match error {
+            Type::Path(path) if path.path.segments.last().is_some_and(|s| s.ident == "Status") => {
+                Ok((*reply).clone())
+            }
+            _ => Err(Error::new(
+                error.span(),
+                format!("`{name}`'s error type must be squall's `Status`: it carries whether the call may have run, which retries need"),
+            )),
+        },
         _ => Err(wrong(ty.span())),
     }
 }

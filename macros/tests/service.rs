@@ -230,19 +230,10 @@ impl FirstRunFails {
 }
 
 async fn flaky_client() -> (FlakyOpsClient<ServiceClient<Tcp>>, Arc<FirstRunFails>) {
+    // The server and the test share the implementation through the generated
+    // `impl FlakyOps for Arc<T>`.
     let service = Arc::new(FirstRunFails::default());
-    let shared = Arc::clone(&service);
-    // The server holds one implementation; the test keeps a view of its count.
-    struct Shared(Arc<FirstRunFails>);
-    impl FlakyOps for Shared {
-        async fn read(&self) -> Result<u32, Status> {
-            self.0.read().await
-        }
-        async fn write(&self) -> Result<u32, Status> {
-            self.0.write().await
-        }
-    }
-    let addr = serve(FlakyOpsServer::new(Shared(shared))).await;
+    let addr = serve(FlakyOpsServer::new(Arc::clone(&service))).await;
     let config = ServiceClientConfig {
         fail_mode: FailMode::FailTry,
         ..ServiceClientConfig::default()
