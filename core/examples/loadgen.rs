@@ -11,9 +11,7 @@ use clap::Parser;
 use hdrhistogram::Histogram;
 use serde_bytes::ByteBuf;
 use squall::client::{Caller, Pool};
-use squall::{
-    Channel, ChannelConfig, Client, Codec, Context, Listener, Router, Server, Status, Transport,
-};
+use squall::{Channel, ChannelConfig, Client, Codec, Context, Router, Server, Status};
 use tokio::time::Instant;
 
 #[derive(Parser, Debug)]

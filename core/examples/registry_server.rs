@@ -4,7 +4,7 @@
 //! Run: `cargo run -p squall --example registry_server -- 127.0.0.1:7100`
 
 use squall::registry::service::router;
-use squall::{MemoryRegistry, RegistryEvent, Server, Transport};
+use squall::{MemoryRegistry, RegistryEvent, Server};
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {

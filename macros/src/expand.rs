@@ -64,8 +64,10 @@ fn arc_forwarding(item: &ItemTrait) -> TokenStream {
 /// The user's trait with `Send` futures and `Send + Sync + 'static` supertraits.
 fn rewrite_trait(service: &Service) -> ItemTrait {
     let mut item = service.item.clone();
-    item.supertraits.push(syn::parse_quote!(::core::marker::Send));
-    item.supertraits.push(syn::parse_quote!(::core::marker::Sync));
+    item.supertraits
+        .push(syn::parse_quote!(::core::marker::Send));
+    item.supertraits
+        .push(syn::parse_quote!(::core::marker::Sync));
     item.supertraits.push(syn::parse_quote!('static));
     for trait_item in &mut item.items {
         let TraitItem::Fn(function) = trait_item else {
@@ -118,16 +120,17 @@ fn server(service: &Service) -> TokenStream {
         let wire_type = wire_type(rpc);
         let pattern = wire_pattern(rpc);
         let names = rpc.args.iter().map(|(name, _)| name);
+        // Internal bindings carry a prefix no argument name will have.
         let (context_pattern, context) = if rpc.has_context {
-            (quote!(ctx), quote!(ctx,))
+            (quote!(__squall_ctx), quote!(__squall_ctx,))
         } else {
-            (quote!(_ctx), quote!())
+            (quote!(_), quote!())
         };
         quote_spanned! {ident.span()=>
-            methods.method(
+            __squall_methods.method(
                 #method,
-                |server: ::std::sync::Arc<Self>, #context_pattern: #krate::Context, #pattern: #wire_type| async move {
-                    server.service.#ident(#context #(#names),*).await
+                |__squall_server: ::std::sync::Arc<Self>, #context_pattern: #krate::Context, #pattern: #wire_type| async move {
+                    __squall_server.service.#ident(#context #(#names),*).await
                 },
             );
         }
@@ -163,7 +166,7 @@ fn server(service: &Service) -> TokenStream {
 
         impl<T: #trait_ident> #krate::server::ServiceDef for #server<T> {
             const NAME: &'static str = #name;
-            fn methods(methods: &mut #krate::server::Methods<Self>) {
+            fn methods(__squall_methods: &mut #krate::server::Methods<Self>) {
                 #(#registrations)*
             }
         }
@@ -183,7 +186,10 @@ fn client(service: &Service) -> TokenStream {
     let client = format_ident!("{}Client", trait_ident);
     let call = format_ident!("{}Call", trait_ident);
     let name = &service.name;
-    let forwarding = service.rpcs.iter().map(|rpc| forwarding_method(service, rpc));
+    let forwarding = service
+        .rpcs
+        .iter()
+        .map(|rpc| forwarding_method(service, rpc));
     let calls = service.rpcs.iter().map(|rpc| call_method(service, rpc));
     let client_doc = format!(
         "A typed client of the `{name}` service ([`{trait_ident}`]) over any `Caller`: \
@@ -260,7 +266,7 @@ fn client(service: &Service) -> TokenStream {
             options: #krate::CallOptions,
         }
 
-        impl<'a, C: #krate::Caller> #call<'a, C> {
+        impl<C: #krate::Caller> #call<'_, C> {
             #(#calls)*
         }
     }
@@ -318,9 +324,9 @@ fn call_method(service: &Service, rpc: &Rpc) -> TokenStream {
         #[doc = #summary]
         #[inline]
         #vis fn #ident(self, #arguments) -> #handle {
-            let mut options = self.options;
-            options.idempotent |= #idempotent;
-            self.client.go_with(#full_name, #args, options)
+            let mut __squall_options = self.options;
+            __squall_options.idempotent |= #idempotent;
+            self.client.go_with(#full_name, #args, __squall_options)
         }
     }
 }

@@ -8,7 +8,12 @@
 //!   turns a common mistake into a readable error at the user's code.
 //! - [`expand`]: the generated trait, `{Trait}Server`, `{Trait}Client` and
 //!   `{Trait}Call`.
-#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    rust_2018_idioms,
+    unreachable_pub
+)]
 #![forbid(unsafe_code)]
 
 mod expand;

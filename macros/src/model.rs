@@ -95,9 +95,7 @@ impl Service {
             Some(lit) => checked_name(&lit.value(), lit.span(), "service name")?,
             None => item.ident.to_string(),
         };
-        let krate = attr
-            .krate
-            .unwrap_or_else(|| syn::parse_quote!(::squall));
+        let krate = attr.krate.unwrap_or_else(|| syn::parse_quote!(::squall));
         let mut rpcs = Vec::new();
         let mut errors: Option<Error> = None;
         for trait_item in &mut item.items {
@@ -234,7 +232,9 @@ fn check_signature(function: &TraitItemFn) -> syn::Result<()> {
     if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
         return Err(Error::new(
             sig.generics.span(),
-            format!("`{name}` cannot be generic: its argument and reply types are fixed on the wire"),
+            format!(
+                "`{name}` cannot be generic: its argument and reply types are fixed on the wire"
+            ),
         ));
     }
     if let Some(body) = &function.default {
@@ -245,7 +245,10 @@ fn check_signature(function: &TraitItemFn) -> syn::Result<()> {
     }
     match sig.inputs.first() {
         Some(FnArg::Receiver(receiver))
-            if receiver.reference.is_some() && receiver.mutability.is_none() => Ok(()),
+            if receiver.reference.is_some() && receiver.mutability.is_none() =>
+        {
+            Ok(())
+        }
         Some(other) => Err(Error::new(
             other.span(),
             format!("`{name}` must take `&self` first: one instance serves concurrent calls"),
@@ -263,7 +266,10 @@ fn arguments(function: &TraitItemFn) -> syn::Result<(bool, Vec<(Ident, Type)>)> 
     let mut args = Vec::new();
     for (position, input) in function.sig.inputs.iter().skip(1).enumerate() {
         let FnArg::Typed(typed) = input else {
-            return Err(Error::new(input.span(), "only the first argument may be `self`"));
+            return Err(Error::new(
+                input.span(),
+                "only the first argument may be `self`",
+            ));
         };
         if is_context(&typed.ty) {
             if position != 0 {
@@ -347,7 +353,9 @@ fn checked_name(name: &str, span: Span, what: &str) -> syn::Result<String> {
     } else {
         Err(Error::new(
             span,
-            format!("{what} {name:?} must be letters, digits and `_` (it is half of `Service.Method`)"),
+            format!(
+                "{what} {name:?} must be letters, digits and `_` (it is half of `Service.Method`)"
+            ),
         ))
     }
 }

@@ -300,3 +300,32 @@ fn a_typed_server_registers_beside_other_services_on_one_router() {
     assert_eq!(router.method_names().len(), 7);
     assert!(router.has_method("KV.Fetch") && router.has_method("Other.Ping"));
 }
+
+/// Argument names that generated code might have used for itself.
+#[squall::service]
+trait Awkward {
+    async fn sum(
+        &self,
+        context: Context,
+        ctx: u32,
+        options: u32,
+        server: u32,
+    ) -> Result<u32, Status>;
+}
+
+struct Adder;
+
+impl Awkward for Adder {
+    async fn sum(&self, _: Context, ctx: u32, options: u32, server: u32) -> Result<u32, Status> {
+        Ok(ctx * 100 + options * 10 + server)
+    }
+}
+
+#[tokio::test]
+async fn argument_names_never_collide_with_generated_bindings() {
+    // Proves arguments named like the generated code's own variables reach
+    // the implementation in order, on both sides.
+    let addr = serve(AwkwardServer::new(Adder)).await;
+    let client = AwkwardClient::connect(&addr).await.unwrap();
+    assert_eq!(client.sum(1, 2, 3).await.unwrap(), 123);
+}

@@ -4,12 +4,12 @@
 //! two still match, so the README cannot drift from code that compiles and
 //! works.
 
-use squall::{Context, Server, Status, Tcp};
-
 #[tokio::test]
 async fn the_readme_example_multiplies_now_and_later() -> Result<(), Box<dyn std::error::Error>> {
     // Proves the README's server/client snippet compiles and returns what it claims.
     // README:begin
+    use squall::{Context, Server, Status, Tcp};
+
     // The contract, shared by server and client: `Arith.Multiply`.
     #[squall::service]
     trait Arith {
@@ -66,7 +66,10 @@ fn the_readme_example_is_the_code_the_test_above_runs() {
                 .replace("(&addr)", "(\"127.0.0.1:7000\")")
         })
         .collect();
-    assert!(!readme_block.is_empty(), "no ```rust block under the heading");
+    assert!(
+        !readme_block.is_empty(),
+        "no ```rust block under the heading"
+    );
     assert_eq!(
         readme_block, test_block,
         "README's \"Over real TCP\" example and tests/tests/readme.rs differ: update both"
@@ -76,5 +79,8 @@ fn the_readme_example_is_the_code_the_test_above_runs() {
         .filter(|line| line.starts_with("use "))
         .flat_map(|line| line.split(','))
         .count();
-    assert!(imports <= 5, "the README example needs {imports} imports (at most 5)");
+    assert!(
+        imports <= 5,
+        "the README example needs {imports} imports (at most 5)"
+    );
 }
