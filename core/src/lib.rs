@@ -16,6 +16,8 @@
 //! - [`resilience`]: pure policy state machines — [`CircuitBreaker`], [`Backoff`],
 //!   [`RetryBudget`], [`RetryPolicy`], [`FailMode`], [`HedgePolicy`].
 //! - [`rng`]: named, seeded random streams ([`SeedSource`]).
+//! - `http` (feature `http`): JSON-RPC 2.0 over HTTP/1.1 for any [`Router`]
+//!   (hyper, not squall, reads the wall clock there, for the `Date` header).
 //! - [`service`]: `#[squall::service]`, a trait in, server glue and a typed
 //!   client out (guide: `docs/API.md`).
 //! - [`prelude`]: `use squall::prelude::*;` for the common path.
@@ -30,6 +32,8 @@ pub mod client;
 mod conn;
 pub mod context;
 pub mod discovery;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod prelude;
 pub mod protocol;
 pub mod registry;

@@ -234,6 +234,53 @@ impl fmt::Display for Status {
 
 impl std::error::Error for Status {}
 
+/// How the errors of tower layers stacked on a [`Server`](crate::Server)
+/// become a call's status (see [`Server::layer`](crate::Server::layer)).
+impl From<std::convert::Infallible> for Status {
+    fn from(never: std::convert::Infallible) -> Status {
+        match never {}
+    }
+}
+
+/// tower's `Timeout` fired: the call was dropped mid-way, so it may have run
+/// (in part).
+impl From<tower::timeout::error::Elapsed> for Status {
+    fn from(_: tower::timeout::error::Elapsed) -> Status {
+        Status::deadline_exceeded("a tower timeout layer elapsed before the call finished")
+    }
+}
+
+/// tower's `LoadShed` refused the call before the inner service saw it: not
+/// executed, so safe to retry elsewhere. The message ends with the same word
+/// as the built-in shedder's, so [`Metrics`](crate::server::middleware::Metrics)
+/// counts both as a load-shed rejection.
+impl From<tower::load_shed::error::Overloaded> for Status {
+    fn from(_: tower::load_shed::error::Overloaded) -> Status {
+        Status::resource_exhausted("overloaded (a tower load shed layer refused the call): shed")
+            .not_executed()
+    }
+}
+
+/// tower's layers return `BoxError`. A boxed `Status`, `Elapsed` or
+/// `Overloaded` maps as itself; anything else is `Internal`, may have executed
+/// (nothing is known about how far the call got).
+impl From<Box<dyn std::error::Error + Send + Sync>> for Status {
+    fn from(error: Box<dyn std::error::Error + Send + Sync>) -> Status {
+        let error = match error.downcast::<Status>() {
+            Ok(status) => return *status,
+            Err(error) => error,
+        };
+        let error = match error.downcast::<tower::timeout::error::Elapsed>() {
+            Ok(elapsed) => return Status::from(*elapsed),
+            Err(error) => error,
+        };
+        match error.downcast::<tower::load_shed::error::Overloaded>() {
+            Ok(overloaded) => Status::from(*overloaded),
+            Err(error) => Status::internal(format!("middleware failed: {error}")),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,5 +301,26 @@ mod tests {
         let shed = Status::resource_exhausted("shed").not_executed();
         assert!(!shed.may_have_executed());
         assert!(!Status::invalid_argument("bad").is_retryable());
+    }
+
+    #[test]
+    fn tower_errors_map_to_documented_statuses() {
+        type BoxError = Box<dyn std::error::Error + Send + Sync>;
+        let elapsed = Status::from(BoxError::from(tower::timeout::error::Elapsed::new()));
+        assert_eq!(elapsed.code(), Code::DeadlineExceeded);
+        assert!(elapsed.may_have_executed());
+
+        let shed = Status::from(BoxError::from(tower::load_shed::error::Overloaded::new()));
+        assert_eq!(shed.code(), Code::ResourceExhausted);
+        assert!(!shed.may_have_executed());
+        assert!(shed.is_retryable());
+
+        let own = Status::not_found("gone").not_executed();
+        assert_eq!(Status::from(BoxError::from(own.clone())), own);
+
+        let other = Status::from(BoxError::from("disk on fire"));
+        assert_eq!(other.code(), Code::Internal);
+        assert!(other.may_have_executed());
+        assert!(other.message().contains("disk on fire"));
     }
 }

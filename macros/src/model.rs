@@ -394,7 +394,24 @@ pub(crate) fn upper_camel_case(ident: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::upper_camel_case;
+    use super::{upper_camel_case, Service, ServiceAttr};
+
+    #[test]
+    fn the_crate_option_sets_the_path_generated_code_names_squall_by() {
+        // Proves `crate = "..."` replaces `::squall` in every generated path
+        // (a test through the compiler could not tell: `::squall` resolves there).
+        let attr = ServiceAttr::parse(quote::quote!(crate = "my_squall", name = "KV")).unwrap();
+        let item = syn::parse_quote! {
+            trait Kv {
+                async fn get(&self, key: String) -> Result<u8, Status>;
+            }
+        };
+        let service = Service::from_trait(attr, item).unwrap();
+        assert_eq!(service.name, "KV");
+        let code = crate::expand::expand(&service).to_string();
+        assert!(code.contains("my_squall :: Router"), "{code}");
+        assert!(!code.contains(":: squall ::"), "{code}");
+    }
 
     #[test]
     fn method_names_are_the_upper_camel_case_of_the_rust_name() {

@@ -404,3 +404,95 @@ async fn shutdown_closes_connections_with_nothing_in_flight_at_once() {
     let _ = guard("the goaway and close", raw.read_to_end(&mut rest)).await;
     assert_eq!(rest.get(3), Some(&(FrameKind::GoAway as u8)), "{rest:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_whose_server_never_reads_cuts_the_connection_after_the_stall_bound() {
+    // The client's half of backpressure: a server that keeps the connection
+    // alive (it sends pings, so keepalive sees progress) but never reads leaves
+    // the client's queue over its budget. Without a stall bound the connection
+    // lives forever and refuses every new call; with it, the client cuts the
+    // connection and says why, so a pool reconnects.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let server = tokio::spawn(async move {
+        let (mut raw, _) = listener.accept().await.unwrap();
+        let ping = encode_to_bytes(&Frame::control(FrameKind::Ping, 1), Limits::default())
+            .expect("a ping encodes");
+        // Bounded: the test's hang guard ends long before this does.
+        for _ in 0..2_000 {
+            if raw.write_all(&ping).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+    let config = ChannelConfig {
+        keepalive_interval: Duration::from_millis(50),
+        keepalive_timeout: Duration::from_millis(50),
+        write_backlog_max: 64 * 1024,
+        write_stall_timeout: Duration::from_millis(200),
+        ..ChannelConfig::default()
+    };
+    let channel = common::connect_with(&addr, config).await;
+    let body = bytes::Bytes::from(vec![0u8; 256 * 1024]);
+    // Fill the socket buffers and then the queue until calls are refused for
+    // the backlog for a while: a refusal alone can be a moment before the
+    // writer hands the queue to the kernel. Bounded: loopback buffers hold a
+    // few MiB at most, and the loop at most 2,000 turns.
+    let mut pending = Vec::new();
+    let mut refusals_in_a_row = 0;
+    let mut refused = false;
+    for _ in 0..2_000 {
+        let call = channel.start(squall::client::OutgoingRequest {
+            method: "Echo.Echo".to_owned(),
+            codec: squall::Codec::MessagePack,
+            body: body.clone(),
+            metadata: Vec::new(),
+            timeout: None,
+            idempotent: false,
+        });
+        match pending_probe(call, &mut pending).await {
+            Some(Err(status)) if status.code() == Code::ResourceExhausted => {
+                refusals_in_a_row += 1;
+                if refusals_in_a_row >= 10 {
+                    refused = true;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Some(other) => panic!("a call against a server that never reads ended: {other:?}"),
+            None => refusals_in_a_row = 0,
+        }
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        refused,
+        "the backlog never filled: the test did not exercise the bound"
+    );
+    wait_until("the client cuts the stalled connection", || {
+        channel.close_reason().is_some()
+    })
+    .await;
+    let reason = channel.close_reason().expect("closed");
+    assert!(reason.message().contains("is not reading"), "{reason}");
+    server.abort();
+}
+
+/// Polls `call` once: its result if it is already decided (a refusal is
+/// immediate), else keeps it in `pending` and yields `None`.
+async fn pending_probe(
+    mut call: squall::client::PendingCall,
+    pending: &mut Vec<squall::client::PendingCall>,
+) -> Option<Result<squall::client::Reply, Status>> {
+    use std::future::Future;
+    use std::task::Poll;
+    let polled =
+        std::future::poll_fn(|cx| Poll::Ready(std::pin::Pin::new(&mut call).poll(cx))).await;
+    match polled {
+        Poll::Ready(result) => Some(result),
+        Poll::Pending => {
+            pending.push(call);
+            None
+        }
+    }
+}

@@ -45,6 +45,11 @@ pub struct ChannelConfig {
     pub limits: Limits,
     /// Most unwritten bytes before new calls are refused.
     pub write_backlog_max: usize,
+    /// A peer that leaves the unwritten bytes over `write_backlog_max` this
+    /// long (it is not reading) is cut, failing the calls waiting on it, so a
+    /// pool reconnects rather than refusing every new call. Checked at each
+    /// keepalive tick, so a cut comes up to one keepalive interval later.
+    pub write_stall_timeout: Duration,
     /// A [`Pool`](super::Pool) waits this long after a failed connect before the
     /// next attempt, doubling per failure; calls in between fail at once.
     pub reconnect_backoff_initial: Duration,
@@ -63,6 +68,7 @@ impl Default for ChannelConfig {
             max_in_flight: 10_000,
             limits: Limits::default(),
             write_backlog_max: 32 * 1024 * 1024,
+            write_stall_timeout: Duration::from_secs(30),
             reconnect_backoff_initial: Duration::from_millis(100),
             reconnect_backoff_max: Duration::from_secs(2),
         }
@@ -587,6 +593,11 @@ where
     // read per read.
     let mut bytes_seen: u64 = 0;
     let mut ping_out = false;
+    // Since when the outgoing queue has been over its budget, as of the
+    // keepalive ticks. Reading goes on meanwhile (unlike a server's): replies
+    // end calls and free memory, and what reading queues — pongs — is dropped
+    // when the queue is full, so the queue stays bounded without it.
+    let mut over_budget_since: Option<Instant> = None;
     let peer = shared.peer.clone();
     // Created once, not per loop turn: a fresh `Notified` registers itself in the
     // notifier's waiter list (under its lock) on every poll and unregisters on drop.
@@ -649,9 +660,14 @@ where
                     if handled >= FRAMES_PER_BATCH_MAX {
                         break None;
                     }
-                    match frames.next().now_or_never() {
-                        Some(next) => item = next,
-                        None => break None,
+                    // What is buffered first (no future to build), then one
+                    // read that does not wait.
+                    match frames.buffered() {
+                        Some(next) => item = Some(next),
+                        None => match frames.next().now_or_never() {
+                            Some(next) => item = next,
+                            None => break None,
+                        },
                     }
                 };
                 if let Some(reason) = end {
@@ -660,6 +676,21 @@ where
             }
             () = &mut keepalive => {
                 let now = Instant::now();
+                if shared.queue.is_full() {
+                    let since = *over_budget_since.get_or_insert(now);
+                    let stall = shared.config.write_stall_timeout;
+                    if now.duration_since(since) >= stall {
+                        let reason = format!(
+                            "{peer} is not reading: {} bytes queued for it, over the budget of {} for {stall:?}",
+                            shared.queue.unwritten(),
+                            shared.config.write_backlog_max,
+                        );
+                        tracing::warn!(%peer, %reason, "cutting connection");
+                        break Status::unavailable(reason);
+                    }
+                } else {
+                    over_budget_since = None;
+                }
                 if frames.bytes_read() != bytes_seen {
                     bytes_seen = frames.bytes_read();
                     ping_out = false;

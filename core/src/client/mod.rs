@@ -1,9 +1,11 @@
 //! The client side: a multiplexed [`Channel`] per connection, a [`Pool`] of them
 //! per endpoint, and the typed [`Client`] that encodes arguments and decodes
-//! replies over any [`Caller`].
+//! replies over any [`Caller`]. Every caller is also a
+//! `tower::Service<OutgoingRequest>`, so tower middleware can wrap it.
 
 mod channel;
 mod pool;
+mod service;
 mod table;
 
 use std::future::Future;
@@ -17,6 +19,7 @@ use serde::{de::DeserializeOwned, Serialize};
 
 pub use channel::{Channel, ChannelConfig, PendingCall};
 pub use pool::{Pool, PoolCall, PoolHealth, PoolStats};
+pub use service::{TowerCall, TowerCaller};
 
 use crate::protocol::Codec;
 use crate::status::Status;
@@ -36,6 +39,33 @@ pub struct OutgoingRequest {
     pub timeout: Option<Duration>,
     /// Whether re-sending is safe even if the handler may have run.
     pub idempotent: bool,
+}
+
+impl OutgoingRequest {
+    /// A request for `method` with `body` encoded in `codec`: no metadata, no
+    /// timeout of its own (an inherited deadline still applies), not idempotent.
+    pub fn new(method: impl Into<String>, codec: Codec, body: Bytes) -> OutgoingRequest {
+        OutgoingRequest {
+            method: method.into(),
+            codec,
+            body,
+            metadata: Vec::new(),
+            timeout: None,
+            idempotent: false,
+        }
+    }
+
+    /// Bounds the call by `timeout`.
+    pub fn with_timeout(mut self, timeout: Duration) -> OutgoingRequest {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Declares the method idempotent (safe to re-send even if it may have run).
+    pub fn idempotent(mut self) -> OutgoingRequest {
+        self.idempotent = true;
+        self
+    }
 }
 
 /// An encoded reply.

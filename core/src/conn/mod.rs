@@ -6,4 +6,4 @@ mod reader;
 mod writer;
 
 pub(crate) use reader::{FrameReader, ReadBudget, ReadError};
-pub(crate) use writer::{Outbox, QueueError, WriteQueue};
+pub(crate) use writer::{Outbox, QueueError, Unwritten, WriteQueue};

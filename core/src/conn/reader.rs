@@ -162,7 +162,16 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
     }
 
+    /// The next frame if it is already buffered, without reading: the cheap
+    /// first try for each frame after the first of a batch (no future to build
+    /// and poll). `None` means "not buffered", not the end of the stream.
+    #[inline]
+    pub(crate) fn buffered(&mut self) -> Option<Result<Frame, ReadError>> {
+        self.decode().transpose()
+    }
+
     /// A frame already buffered, without reading.
+    #[inline]
     fn decode(&mut self) -> Result<Option<Frame>, ReadError> {
         let frame = self.codec.decode(&mut self.buf)?;
         if frame.is_some() {

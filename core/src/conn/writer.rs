@@ -80,11 +80,34 @@ pub(crate) struct WriteQueue {
     /// Backlog bound in bytes: past it, new requests are refused and a server
     /// stops reading from the peer (limits on everything).
     backlog_max: usize,
-    /// Bytes encoded and not yet written to the stream: those still queued and
-    /// those the writer holds. Every frame counts, whatever its kind; lock-free
-    /// so [`WriteQueue::is_full`] is cheap on the hot path. Shared (not copied)
+    /// Bytes encoded and not yet written to the stream. Shared (not copied)
     /// with whoever reports it, so counting costs no extra atomic operation.
-    unwritten: Arc<AtomicUsize>,
+    unwritten: Arc<Unwritten>,
+}
+
+/// Bytes encoded and not yet written to the stream: those still queued and
+/// those the writer holds. Every frame counts, whatever its kind; lock-free so
+/// [`WriteQueue::is_full`] is cheap on the hot path.
+///
+/// Two halves, each stored by one party at a time — `queued` under the queue's
+/// lock, `writing` by the writer alone — so counting needs plain stores, not
+/// an atomic read-modify-write per frame (a locked instruction on a line that
+/// the callers' cores and the writer's core pass between them).
+#[derive(Debug, Default)]
+pub(crate) struct Unwritten {
+    /// Bytes in the queue's buffer (stored with the lock held).
+    queued: AtomicUsize,
+    /// Bytes the writer has taken and not yet written (stored by the writer).
+    writing: AtomicUsize,
+}
+
+impl Unwritten {
+    /// Bytes not yet written. The halves are read one after the other: while
+    /// the writer takes the buffer, the sum can count a chunk twice for an
+    /// instant, never miss it.
+    pub(crate) fn get(&self) -> usize {
+        self.queued.load(Ordering::Relaxed) + self.writing.load(Ordering::Relaxed)
+    }
 }
 
 impl WriteQueue {
@@ -97,7 +120,7 @@ impl WriteQueue {
     pub(crate) fn with_counter(
         codec: FrameCodec,
         backlog_max: usize,
-        unwritten: Arc<AtomicUsize>,
+        unwritten: Arc<Unwritten>,
     ) -> WriteQueue {
         WriteQueue {
             codec,
@@ -136,16 +159,13 @@ impl WriteQueue {
 
     /// Bytes queued or being written, not yet written.
     pub(crate) fn unwritten(&self) -> usize {
-        self.unwritten.load(Ordering::Relaxed)
+        self.unwritten.get()
     }
 
-    fn add_unwritten(&self, count: usize) {
-        self.unwritten.fetch_add(count, Ordering::Relaxed);
-    }
-
-    /// Counts `count` bytes as written to the stream.
-    fn written(&self, count: usize) {
-        self.unwritten.fetch_sub(count, Ordering::Relaxed);
+    /// Records that the writer holds `count` bytes not yet written (called by
+    /// the writer only).
+    fn writing(&self, count: usize) {
+        self.unwritten.writing.store(count, Ordering::Relaxed);
     }
 
     fn push(&self, frame: &Frame, bounded: bool) -> Result<(), QueueError> {
@@ -156,11 +176,12 @@ impl WriteQueue {
         if bounded && self.is_full() {
             return Err(QueueError::Full);
         }
-        let before = state.buf.len();
         self.codec
             .encode_frame(frame, &mut state.buf)
             .map_err(QueueError::Protocol)?;
-        self.add_unwritten(state.buf.len() - before);
+        self.unwritten
+            .queued
+            .store(state.buf.len(), Ordering::Relaxed);
         let parked = std::mem::replace(&mut state.writer_parked, false);
         drop(state);
         if parked {
@@ -211,6 +232,10 @@ impl WriteQueue {
             return Some(false);
         }
         std::mem::swap(&mut state.buf, spare);
+        // The writer's half first: for an instant the chunk counts twice, never
+        // not at all.
+        self.writing(spare.len());
+        self.unwritten.queued.store(0, Ordering::Relaxed);
         Some(true)
     }
 }
@@ -273,7 +298,7 @@ impl<W: AsyncWrite + Unpin> Outbox<W> {
                 return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
             }
             self.written += count;
-            queue.written(count);
+            queue.writing(self.chunk.len() - self.written);
         }
         self.chunk.clear();
         self.written = 0;
@@ -328,7 +353,7 @@ async fn run_writer<W: AsyncWrite + Unpin>(
             Some(true) => {
                 let result = writer.write_all(&chunk).await;
                 if result.is_ok() {
-                    queue.written(chunk.len());
+                    queue.writing(0);
                 }
                 chunk.clear();
                 if let Err(error) = result {

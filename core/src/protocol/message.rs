@@ -32,6 +32,7 @@ pub(crate) struct RequestParts {
 }
 
 /// The request frame for call `id`.
+#[inline]
 pub(crate) fn request_frame(
     id: u64,
     codec: Codec,
@@ -59,6 +60,7 @@ pub(crate) fn request_frame(
 
 /// Reads a request frame. A request the server cannot run (no payload codec, no
 /// method) is an error reply, not executed and not worth retrying.
+#[inline]
 pub(crate) fn request_from_frame(mut frame: Frame) -> Result<RequestParts, Status> {
     let Some(codec) = Codec::from_id(frame.codec) else {
         let status = Status::invalid_argument("request has no payload codec");
@@ -80,6 +82,7 @@ pub(crate) fn request_from_frame(mut frame: Frame) -> Result<RequestParts, Statu
 
 /// The response frame for `result` to request `id`: a body in `codec`, or a
 /// status with every property that matters to the caller's retry logic.
+#[inline]
 pub(crate) fn response_frame(id: u64, codec: Codec, result: Result<Bytes, Status>) -> Frame {
     match result {
         Ok(body) => Frame {
@@ -115,6 +118,7 @@ pub(crate) fn response_frame(id: u64, codec: Codec, result: Result<Bytes, Status
 }
 
 /// Reads a response frame: the reply's codec and body, or the status it carries.
+#[inline]
 pub(crate) fn response_from_frame(frame: Frame) -> Result<(Codec, Bytes), Status> {
     let code = match frame.meta.status {
         None | Some(Code::Ok) => {

@@ -9,6 +9,8 @@ use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
 
+use crate::conn::Unwritten;
+
 /// Live figures of a running server: how much memory its connections hold and
 /// what its limits did. Cheap to clone; read at any time (tests, health pages).
 #[derive(Clone, Debug, Default)]
@@ -78,8 +80,8 @@ pub(crate) struct ConnHandle {
     /// calls (if any) are done. One token for both, so the connection's loop
     /// polls one notifier rather than two.
     pub(crate) drain: CancellationToken,
-    /// The connection's write queue's count of unwritten bytes (the same atomic).
-    pub(crate) unwritten: Arc<AtomicUsize>,
+    /// The connection's write queue's count of unwritten bytes (the same counters).
+    pub(crate) unwritten: Arc<Unwritten>,
 }
 
 /// The server's open connections, oldest first.
@@ -111,10 +113,7 @@ impl Connections {
 
     /// Bytes queued for peers and not yet written, over the open connections.
     fn unwritten_bytes(&self) -> usize {
-        self.lock()
-            .values()
-            .map(|conn| conn.unwritten.load(Ordering::Relaxed))
-            .sum()
+        self.lock().values().map(|conn| conn.unwritten.get()).sum()
     }
 
     /// Marks the oldest connection with no call in flight (and not already

@@ -430,9 +430,14 @@ async fn read_batch<R: AsyncRead + Unpin>(
         if handled >= FRAMES_PER_BATCH_MAX || dispatcher.queue.is_full() {
             return false;
         }
-        match reader.next().now_or_never() {
-            Some(next) => item = next,
-            None => return false,
+        // What is buffered first (no future to build), then one read that
+        // does not wait.
+        match reader.buffered() {
+            Some(next) => item = Some(next),
+            None => match reader.next().now_or_never() {
+                Some(next) => item = next,
+                None => return false,
+            },
         }
     }
 }

@@ -11,6 +11,7 @@
 
 mod admission;
 mod connection;
+mod into_status;
 pub mod middleware;
 mod router;
 
@@ -120,6 +121,9 @@ impl ServerConfig {
 pub struct Server {
     /// The stack: layers around the router.
     service: BoxService,
+    /// The router at the bottom of the stack, for endpoints that must tell its
+    /// own unknown-method refusal from a handler's `NotFound` (JSON-RPC).
+    router: Router,
     /// Limits and timings.
     config: ServerConfig,
     /// Live figures, shared with the running server.
@@ -139,11 +143,25 @@ impl Server {
     /// converts into one, such as a `#[squall::service]` trait's
     /// `{Trait}Server`), with default limits.
     pub fn new(router: impl Into<Router>) -> Server {
+        let router = router.into();
         Server {
-            service: BoxCloneService::new(router.into()),
+            service: BoxCloneService::new(router.clone()),
+            router,
             config: ServerConfig::default(),
             stats: ServerStats::default(),
         }
+    }
+
+    /// The middleware stack, for other front ends (HTTP) to serve the same calls.
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
+    pub(crate) fn stack(&self) -> BoxService {
+        self.service.clone()
+    }
+
+    /// The router under the stack.
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
+    pub(crate) fn router(&self) -> &Router {
+        &self.router
     }
 
     /// Live figures of this server (memory held by its connections, what its
@@ -159,16 +177,49 @@ impl Server {
     }
 
     /// Wraps the current stack in `layer`. The last layer added runs first.
+    ///
+    /// Any tower layer fits whose error converts into [`Status`](crate::Status):
+    /// our own layers (`Infallible`), tower's (`BoxError`) and a user's own
+    /// (`Status`). An error becomes the call's reply; the mapping is exact and
+    /// documented on the `From` impls of `Status`:
+    ///
+    /// | error | status |
+    /// |---|---|
+    /// | `tower::timeout::error::Elapsed` | `DeadlineExceeded`, may have executed |
+    /// | `tower::load_shed::error::Overloaded` | `ResourceExhausted`, not executed |
+    /// | a boxed `Status` | that status |
+    /// | any other error | `Internal`, may have executed |
+    ///
+    /// An error from `poll_ready` is answered to the next call as the same
+    /// status marked *not executed* (that call never reached the layer).
+    ///
+    /// A layer whose `poll_ready` waits (`ConcurrencyLimitLayer` at its bound)
+    /// stops the connection's reader until it is ready: every call on that
+    /// connection waits behind it. Put `LoadShedLayer` above it to refuse
+    /// (`ResourceExhausted`, not executed) instead.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use squall::{Router, Server};
+    /// use tower::limit::ConcurrencyLimitLayer;
+    /// use tower::load_shed::LoadShedLayer;
+    /// use tower::timeout::TimeoutLayer;
+    ///
+    /// let server = Server::new(Router::new())
+    ///     .layer(TimeoutLayer::new(Duration::from_secs(2)))
+    ///     .layer(ConcurrencyLimitLayer::new(64))
+    ///     .layer(LoadShedLayer::new());
+    /// # drop(server);
+    /// ```
     pub fn layer<L>(mut self, layer: L) -> Server
     where
         L: Layer<BoxService>,
-        L::Service: tower::Service<Request, Response = Response, Error = Infallible>
-            + Clone
-            + Send
-            + 'static,
+        L::Service: tower::Service<Request, Response = Response> + Clone + Send + 'static,
+        <L::Service as tower::Service<Request>>::Error: Into<crate::Status>,
         <L::Service as tower::Service<Request>>::Future: Send + 'static,
     {
-        self.service = BoxCloneService::new(layer.layer(self.service));
+        let stack = into_status::IntoStatus::new(layer.layer(self.service));
+        self.service = BoxCloneService::new(stack);
         self
     }
 

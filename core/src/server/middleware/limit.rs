@@ -1,6 +1,23 @@
 //! Admission limits that reject instead of queueing: a token-bucket rate limit
 //! and a load shedder bounding calls in progress. A rejection is
 //! `ResourceExhausted`, retryable and *not executed*.
+//!
+//! Why these are ours and not tower's (tower's `limit` and `load-shed` layers
+//! also stack on [`Server`](crate::Server), and the tests show they work):
+//!
+//! - tower's `RateLimit` does not reject: over the rate its `poll_ready` waits
+//!   for the next window. On a squall connection that wait stops the reader,
+//!   so every call on that connection (and its cancels) stalls behind it;
+//!   callers see latency rather than a refusal they can retry elsewhere, and
+//!   [`Metrics`](super::Metrics) cannot count a rate-limit rejection.
+//! - tower's `LoadShed` over `ConcurrencyLimit` sheds the same calls at first,
+//!   but a service clone it shed stays queued for the next free slot, and the
+//!   semaphore hands that slot to it even though it has no call to run: each
+//!   connection that was shed once can hold a slot idle until its next
+//!   request, so the server runs fewer calls than its bound while shedding
+//!   others. Ours takes a slot only for a call in hand (the test
+//!   `towers_shedder_keeps_a_freed_slot_for_the_clone_it_shed_and_ours_does_not`
+//!   pins the difference, and fails once tower behaves like ours).
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -51,7 +68,8 @@ impl Bucket {
     }
 }
 
-/// Adds [`RateLimit`]: at most `rate_per_sec` calls per second on average, with
+/// Adds [`RateLimit`]: ours rather than tower's `RateLimitLayer`, which delays
+/// instead of refusing (see the module docs). At most `rate_per_sec` calls per second on average, with
 /// bursts up to `burst`, shared by every connection of the server.
 #[derive(Clone, Debug)]
 pub struct RateLimitLayer {
@@ -123,7 +141,8 @@ impl<S: Inner> tower::Service<Request> for RateLimit<S> {
     }
 }
 
-/// Adds [`LoadShed`]: at most `max_in_progress` calls run at once across the
+/// Adds [`LoadShed`]: ours rather than tower's `LoadShed` over
+/// `ConcurrencyLimit`, which can park freed slots (see the module docs). At most `max_in_progress` calls run at once across the
 /// server; the rest are shed at once rather than queued (queueing under overload
 /// only adds latency to calls that will time out anyway).
 #[derive(Clone, Debug)]
@@ -208,5 +227,98 @@ impl<S: Inner> tower::Service<Request> for LoadShed<S> {
             drop(guard);
             response
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use bytes::Bytes;
+    use tower::{Service, ServiceBuilder, ServiceExt};
+
+    use super::*;
+    use crate::context::Context;
+    use crate::protocol::{Codec, Metadata};
+
+    fn request() -> Request {
+        let peer: SocketAddr = "127.0.0.1:1".parse().expect("an address");
+        let ctx = Context::new(
+            "A.B".to_owned(),
+            1,
+            peer,
+            None,
+            Metadata::default(),
+            Codec::Json,
+            false,
+        );
+        Request {
+            ctx,
+            body: Bytes::new(),
+        }
+    }
+
+    /// A handler that waits for a permit of `gate`, then answers.
+    fn gated(
+        gate: &Arc<tokio::sync::Semaphore>,
+    ) -> impl tower::Service<
+        Request,
+        Response = Response,
+        Error = Infallible,
+        Future = impl std::future::Future<Output = Result<Response, Infallible>> + Send,
+    > + Clone
+           + Send
+           + 'static {
+        let gate = Arc::clone(gate);
+        tower::service_fn(move |_request: Request| {
+            let gate = Arc::clone(&gate);
+            async move {
+                if let Ok(permit) = gate.acquire().await {
+                    permit.forget();
+                }
+                Ok::<Response, Infallible>(Response {
+                    result: Ok(Bytes::new()),
+                })
+            }
+        })
+    }
+
+    #[tokio::test]
+    async fn towers_shedder_keeps_a_freed_slot_for_the_clone_it_shed_and_ours_does_not() {
+        // Why LoadShedLayer is ours (see the module docs): with room for one
+        // call, clone `a` runs one, clone `b` is shed, `a`'s call finishes;
+        // then clone `c` (another connection) brings a call. tower sheds it:
+        // the freed slot went to `b`, which has nothing to run. Ours admits it.
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let tower_stack = ServiceBuilder::new()
+            .load_shed()
+            .concurrency_limit(1)
+            .service(gated(&gate));
+        let (mut a, mut b, mut c) = (tower_stack.clone(), tower_stack.clone(), tower_stack);
+        let running = a.ready().await.expect("ready").call(request());
+        let shed = b.ready().await.expect("ready").call(request()).await;
+        assert!(shed.is_err(), "b is shed while a's call runs");
+        gate.add_permits(1);
+        running.await.expect("a's call finishes");
+        let after = c.ready().await.expect("ready").call(request()).await;
+        assert!(
+            after.is_err(),
+            "tower now admits c: its shedder no longer parks slots, so LoadShedLayer \
+             could become tower's (update the module docs)"
+        );
+
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let ours = LoadShedLayer::new(1);
+        let stack = ours.layer(gated(&gate));
+        let (mut a, mut b, mut c) = (stack.clone(), stack.clone(), stack);
+        let running = a.ready().await.expect("ready").call(request());
+        let Ok(shed) = b.ready().await.expect("ready").call(request()).await;
+        assert!(shed.result.is_err(), "b is shed while a's call runs");
+        gate.add_permits(2);
+        let Ok(finished) = running.await;
+        assert!(finished.result.is_ok());
+        let Ok(after) = c.ready().await.expect("ready").call(request()).await;
+        assert!(after.result.is_ok(), "ours admits c once the slot is free");
+        assert_eq!(ours.in_progress(), 0);
     }
 }

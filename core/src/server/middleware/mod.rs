@@ -17,6 +17,15 @@
 //!
 //! Rejections by rate limit, load shed and auth are marked *not executed*: the
 //! handler never ran, so the caller may safely retry elsewhere.
+//!
+//! tower's own layers stack too (`TimeoutLayer`, `ConcurrencyLimitLayer`,
+//! `LoadShedLayer`, …): [`Server::layer`](crate::Server::layer) turns their
+//! errors into a `Status` by a documented mapping. Rate limit and load shed
+//! are ours because tower's do not behave the same on a multiplexed
+//! connection (`limit.rs` says how). A tower layer whose `poll_ready` waits
+//! (`ConcurrencyLimitLayer` at its bound) stops that connection's reader until
+//! it is ready: bounded backpressure, but every call on the connection waits
+//! behind it — put `LoadShedLayer` above it to refuse instead.
 
 mod auth;
 mod limit;
