@@ -329,3 +329,18 @@ async fn argument_names_never_collide_with_generated_bindings() {
     let client = AwkwardClient::connect(&addr).await.unwrap();
     assert_eq!(client.sum(1, 2, 3).await.unwrap(), 123);
 }
+
+#[tokio::test]
+async fn a_typed_client_calls_through_a_tower_stack() {
+    // Proves the typed client takes any Caller, including a tower stack over a
+    // Channel made a Caller again by TowerCaller.
+    let addr = serve(StoreServer::new(Memory::default())).await;
+    let channel = squall::Channel::connect(&Tcp, &addr, squall::ChannelConfig::default())
+        .await
+        .unwrap();
+    let stack = tower::ServiceBuilder::new()
+        .concurrency_limit(4)
+        .service(channel);
+    let client = StoreClient::new(squall::client::TowerCaller::new(stack));
+    assert_eq!(client.add_all(1, 1, 1).await.unwrap(), 3);
+}
