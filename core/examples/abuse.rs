@@ -13,7 +13,7 @@ use squall::protocol::{
     encode_to_bytes, CodecId, Frame, FrameKind, Limits, HEADER_LEN, MAGIC, VERSION,
 };
 use squall::server::{ServerConfig, ServerStats};
-use squall::{Client, Context, Listener, Router, Server, Status, Tcp, Transport};
+use squall::{Client, Context, Router, Server, Status, Tcp};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;

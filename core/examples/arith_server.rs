@@ -3,37 +3,25 @@
 //! Run: `cargo run -p squall --example arith_server -- 127.0.0.1:7000`
 //! then `cargo run -p squall --example arith_client -- 127.0.0.1:7000`.
 
-use std::sync::Arc;
+// The client half of the shared definition is unused here.
+#[allow(dead_code)]
+mod arith;
 
-use serde::{Deserialize, Serialize};
-use squall::server::{Methods, Service};
-use squall::{Context, Router, Server, Status, Transport};
+use arith::{Args, Arith, ArithServer, Quotient};
+use squall::server::middleware::LoggingLayer;
+use squall::{Context, Server, Status, Tcp};
 
-/// Arguments of both methods.
-#[derive(Debug, Serialize, Deserialize)]
-struct Args {
-    a: i64,
-    b: i64,
-}
+/// The implementation: stateless, as in net/rpc's example.
+struct Calculator;
 
-/// Quotient and remainder.
-#[derive(Debug, Serialize, Deserialize)]
-struct Quotient {
-    quo: i64,
-    rem: i64,
-}
-
-/// The service: stateless, as in net/rpc's example.
-struct Arith;
-
-impl Arith {
-    async fn multiply(self: Arc<Self>, _ctx: Context, args: Args) -> Result<i64, Status> {
+impl Arith for Calculator {
+    async fn multiply(&self, _ctx: Context, args: Args) -> Result<i64, Status> {
         args.a
             .checked_mul(args.b)
             .ok_or_else(|| Status::invalid_argument("product overflows i64"))
     }
 
-    async fn divide(self: Arc<Self>, _ctx: Context, args: Args) -> Result<Quotient, Status> {
+    async fn divide(&self, _ctx: Context, args: Args) -> Result<Quotient, Status> {
         if args.b == 0 {
             return Err(Status::invalid_argument("divide by zero"));
         }
@@ -44,34 +32,18 @@ impl Arith {
     }
 }
 
-impl Service for Arith {
-    const NAME: &'static str = "Arith";
-    fn methods(m: &mut Methods<Self>) {
-        m.method("Multiply", Self::multiply)
-            .method("Divide", Self::divide);
-    }
-}
-
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     tracing_subscriber::fmt().with_env_filter("info").init();
     let addr = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:7000".into());
-    let listener = squall::Tcp.bind(&addr).await?;
-    tracing::info!(addr = %listener_addr(&listener), "arith server listening; Ctrl-C to stop");
-    let server = Server::new(Router::new().register(Arith))
-        .layer(squall::server::middleware::LoggingLayer::new());
+    let listener = Tcp.bind(&addr).await?;
+    tracing::info!(addr = %listener.local_addr()?, "arith server listening; Ctrl-C to stop");
+    let server = Server::new(ArithServer::new(Calculator)).layer(LoggingLayer::new());
     server
         .serve(listener, async {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await
-}
-
-fn listener_addr(listener: &impl squall::Listener) -> String {
-    listener
-        .local_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_else(|e| e.to_string())
 }

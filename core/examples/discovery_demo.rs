@@ -17,8 +17,8 @@ use std::time::Duration;
 use squall::client::{CallOptions, Client, Pool};
 use squall::registry::{RegistrarConfig, ResolverConfig};
 use squall::{
-    ChannelConfig, DiscoveryEvent, Instance, Listener, Registrar, Registry, RemoteRegistry,
-    Resolver, Router, Server, ServiceClient, ServiceClientConfig, Status, Tcp, Transport,
+    ChannelConfig, DiscoveryEvent, Instance, Registrar, Registry, RemoteRegistry, Resolver, Router,
+    Server, ServiceClient, ServiceClientConfig, Status, Tcp,
 };
 use tokio::sync::oneshot;
 

@@ -25,7 +25,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use squall::http::JsonRpcServer;
 use squall::server::middleware::LoggingLayer;
-use squall::{Context, Listener, Router, Server, Status, Transport};
+use squall::{Context, Router, Server, Status};
 
 /// Arguments of Multiply and Divide, as in net/rpc's example.
 #[derive(Debug, Serialize, Deserialize)]

@@ -17,9 +17,7 @@
 use std::sync::Arc;
 
 use serde_bytes::ByteBuf;
-use squall::{
-    Channel, ChannelConfig, Client, Context, Listener, Router, Server, Status, Transport,
-};
+use squall::{Channel, ChannelConfig, Client, Context, Router, Server, Status};
 
 fn main() {
     let mut args = std::env::args().skip(1);

@@ -8,7 +8,7 @@
 //! when the same variable is set).
 
 use squall::registry::service::{authenticated_router, router};
-use squall::{MemoryRegistry, RegistryEvent, Server, Transport};
+use squall::{MemoryRegistry, RegistryEvent, Server};
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {

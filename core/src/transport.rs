@@ -86,6 +86,24 @@ fn split_tcp(
     })
 }
 
+// The common path (bind, learn the port) needs no trait import: the inherent
+// methods below are what `Transport` and `Listener` call.
+impl Tcp {
+    /// Binds a listener on `addr` (`"127.0.0.1:0"` picks a free port).
+    pub async fn bind(&self, addr: &str) -> io::Result<TcpListener> {
+        Ok(TcpListener {
+            inner: tokio::net::TcpListener::bind(addr).await?,
+        })
+    }
+}
+
+impl TcpListener {
+    /// The address actually bound (the port, after binding port 0).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+}
+
 impl Transport for Tcp {
     type Reader = tokio::net::tcp::OwnedReadHalf;
     type Writer = tokio::net::tcp::OwnedWriteHalf;
@@ -98,9 +116,7 @@ impl Transport for Tcp {
     }
 
     async fn bind(&self, addr: &str) -> io::Result<TcpListener> {
-        Ok(TcpListener {
-            inner: tokio::net::TcpListener::bind(addr).await?,
-        })
+        Tcp::bind(self, addr).await
     }
 }
 
@@ -114,6 +130,6 @@ impl Listener for TcpListener {
     }
 
     fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.inner.local_addr()
+        TcpListener::local_addr(self)
     }
 }

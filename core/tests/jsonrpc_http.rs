@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use squall::http::{HttpConfig, JsonRpcServer};
 use squall::server::middleware::AuthLayer;
-use squall::{Context, Listener, Router, Server, Status, Tcp, Transport};
+use squall::{Context, Router, Server, Status, Tcp};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Semaphore;
 

@@ -12,8 +12,8 @@ use squall::registry::service::{
     authenticated_router, router, router_with_credentials, RegistryCredentials,
 };
 use squall::{
-    ChannelConfig, Code, Instance, LeaseId, Listener, MemoryRegistry, Pool, Registry,
-    RemoteRegistry, Server, Tcp, Transport,
+    ChannelConfig, Code, Instance, LeaseId, MemoryRegistry, Pool, Registry, RemoteRegistry, Server,
+    Tcp,
 };
 use tokio::sync::oneshot;
 

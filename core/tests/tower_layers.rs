@@ -12,8 +12,7 @@ use std::time::Duration;
 use squall::client::{OutgoingRequest, Reply};
 use squall::server::middleware::{Metrics, Rejection};
 use squall::{
-    Channel, ChannelConfig, Code, Codec, Context, Listener, Pool, Router, Server, ServiceClient,
-    Status, Tcp, Transport,
+    Channel, ChannelConfig, Code, Codec, Context, Pool, Router, Server, ServiceClient, Status, Tcp,
 };
 use tokio::sync::Semaphore;
 use tower::limit::ConcurrencyLimitLayer;

@@ -8,9 +8,7 @@
 
 use std::time::Duration;
 
-use squall::{
-    Channel, ChannelConfig, Client, Context, Listener, Router, Server, Status, Tcp, Transport,
-};
+use squall::{Channel, ChannelConfig, Client, Context, Router, Server, Status, Tcp};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {

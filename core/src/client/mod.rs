@@ -233,6 +233,18 @@ impl<C: Caller> Client<C> {
     }
 }
 
+impl Client<Channel> {
+    /// Connects one multiplexed TCP [`Channel`] to `addr` with
+    /// [`ChannelConfig::default`], and wraps it with [`Client::new`]'s defaults.
+    /// For other settings, a pool or another transport: [`Channel::connect`],
+    /// [`Pool::new`], then [`Client::new`].
+    pub async fn connect(addr: &str) -> Result<Client<Channel>, Status> {
+        let channel =
+            Channel::connect(&crate::transport::Tcp, addr, ChannelConfig::default()).await?;
+        Ok(Client::new(channel))
+    }
+}
+
 enum HandleState<F> {
     Running(F),
     Failed(Option<Status>),

@@ -7,7 +7,7 @@
 //! ```no_run
 //! # async fn example() -> std::io::Result<()> {
 //! use squall::http::JsonRpcServer;
-//! use squall::{Context, Router, Server, Status, Transport};
+//! use squall::{Context, Router, Server, Status};
 //!
 //! let router = Router::new().route("Arith.Add", |_ctx: Context, (a, b): (i64, i64)| async move {
 //!     Ok::<_, Status>(a + b)

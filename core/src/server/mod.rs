@@ -28,7 +28,7 @@ use tower::util::BoxCloneService;
 use tower::Layer;
 
 pub use admission::ServerStats;
-pub use router::{Methods, Request, Response, Router, Service};
+pub use router::{Methods, Request, Response, Router, ServiceDef};
 
 use crate::conn::ReadBudget;
 use crate::observe::MethodLabels;
@@ -142,8 +142,11 @@ impl std::fmt::Debug for Server {
 }
 
 impl Server {
-    /// A server dispatching to `router`, with default limits.
-    pub fn new(router: Router) -> Server {
+    /// A server dispatching to `router` (a [`Router`], or anything that
+    /// converts into one, such as a `#[squall::service]` trait's
+    /// `{Trait}Server`), with default limits.
+    pub fn new(router: impl Into<Router>) -> Server {
+        let router = router.into();
         Server {
             labels: Arc::new(MethodLabels::new(&router)),
             service: BoxCloneService::new(router.clone()),
@@ -300,6 +303,21 @@ impl Server {
         stop.cancel();
         while connections.join_next().await.is_some() {}
         Ok(())
+    }
+}
+
+impl Server {
+    /// Binds TCP on `addr` and serves until `shutdown` completes: the whole
+    /// server in one call, no trait to import. To learn the bound port first
+    /// (binding port 0), bind with [`Tcp::bind`](crate::Tcp::bind) and call
+    /// [`Server::serve`].
+    pub async fn serve_on(
+        self,
+        addr: &str,
+        shutdown: impl Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        let listener = crate::transport::Tcp.bind(addr).await?;
+        self.serve(listener, shutdown).await
     }
 }
 

@@ -1,9 +1,10 @@
 //! `Service.Method` dispatch: typed async handlers, type-erased into a table.
 //!
 //! Rust has no reflection, so Go's `rpc.Register(new(Arith))` becomes either a
-//! closure per method ([`Router::route`]) or a [`Service`] impl that lists its
-//! methods once ([`Router::register`]). Both are plain generics: no macro to learn,
-//! and the compiler checks every argument and reply type.
+//! closure per method ([`Router::route`]) or a [`ServiceDef`] that lists its
+//! methods once ([`Router::register`]). `#[squall::service]` writes the
+//! `ServiceDef` for a trait (its `{Trait}Server`); both ways the compiler checks
+//! every argument and reply type.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -125,8 +126,13 @@ impl Router {
         self
     }
 
-    /// Registers every method of a [`Service`], as Go's `rpc.Register(new(Arith))`.
-    pub fn register<S: Service>(self, service: S) -> Router {
+    /// Registers every method of a [`ServiceDef`], as Go's
+    /// `rpc.Register(new(Arith))`: a `#[squall::service]` trait's
+    /// `{Trait}Server::new(implementation)`, or a hand-written `ServiceDef`.
+    ///
+    /// # Panics
+    /// If a method is already registered (see [`Router::route`]).
+    pub fn register<S: ServiceDef>(self, service: S) -> Router {
         let mut methods = Methods {
             service: Arc::new(service),
             router: self,
@@ -213,11 +219,14 @@ impl tower::Service<Request> for Router {
     }
 }
 
-/// A set of methods registered together under one service name.
+/// A set of methods registered together under one service name. Named
+/// `ServiceDef`, not `Service`, so it never meets `tower::Service` in one file.
+///
+/// `#[squall::service]` implements it for you (`{Trait}Server`); by hand:
 ///
 /// ```
 /// use std::sync::Arc;
-/// use squall::server::{Methods, Router, Service};
+/// use squall::server::{Methods, Router, ServiceDef};
 /// use squall::{Context, Status};
 ///
 /// struct Arith;
@@ -226,7 +235,7 @@ impl tower::Service<Request> for Router {
 ///         Ok(a * b)
 ///     }
 /// }
-/// impl Service for Arith {
+/// impl ServiceDef for Arith {
 ///     const NAME: &'static str = "Arith";
 ///     fn methods(m: &mut Methods<Self>) {
 ///         m.method("Multiply", Self::multiply);
@@ -235,14 +244,14 @@ impl tower::Service<Request> for Router {
 /// let router = Router::new().register(Arith);
 /// assert_eq!(router.method_names(), ["Arith.Multiply"]);
 /// ```
-pub trait Service: Send + Sync + Sized + 'static {
+pub trait ServiceDef: Send + Sync + Sized + 'static {
     /// The service name, the part before the dot.
     const NAME: &'static str;
     /// Lists the methods.
     fn methods(methods: &mut Methods<Self>);
 }
 
-/// The registration helper passed to [`Service::methods`].
+/// The registration helper passed to [`ServiceDef::methods`].
 #[derive(Debug)]
 pub struct Methods<S> {
     /// The service instance every method shares.
@@ -251,7 +260,7 @@ pub struct Methods<S> {
     router: Router,
 }
 
-impl<S: Service> Methods<S> {
+impl<S: ServiceDef> Methods<S> {
     /// Registers `S::NAME.name` as `handler(self: Arc<S>, ctx, args)`.
     pub fn method<A, R, F, Fut>(&mut self, name: &str, handler: F) -> &mut Methods<S>
     where

@@ -25,6 +25,8 @@
 //! older data ([`no_stale_reads`] fails).
 //!
 //! # Layout
+//! - [`Kv`] and [`Peer`]: the two halves of the `KV` service as
+//!   `#[squall::service]` traits (clients call `Kv`, replicas call `Peer`).
 //! - [`replica`]: the server side (the router factory).
 //! - [`workload`]: the client side, the [`History`] it keeps, the invariant.
 
@@ -36,6 +38,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sim::{ClientEnv, ServerEnv, Simulation};
+use squall::{Context, Status};
 
 pub use workload::{no_stale_reads, History};
 
@@ -82,6 +85,35 @@ pub struct Versioned {
     pub version: u64,
     /// The value.
     pub value: String,
+}
+
+/// What clients call. Both methods are idempotent: a put carries the writer's
+/// version, so applying it twice stores the same thing, and a read changes
+/// nothing; retries may re-send either after a failure that may have run it.
+#[squall::service(name = "KV")]
+pub trait Kv {
+    /// `KV.Put`: stores `put` on this replica and its peers; acknowledges
+    /// (with the version) once `write_quorum` replicas hold it.
+    #[idempotent]
+    async fn put(&self, ctx: Context, put: Put) -> Result<u64, Status>;
+    /// `KV.Get`: the newest version among `read_quorum` replicas' copies.
+    #[idempotent]
+    async fn get(&self, ctx: Context, key: String) -> Result<Option<Versioned>, Status>;
+}
+
+/// What a replica calls on its peers, under the same service name. Each is
+/// idempotent: storing a version twice, or reading, changes nothing more.
+#[squall::service(name = "KV")]
+pub trait Peer {
+    /// `KV.Replicate`: store `put` here if it is newer.
+    #[idempotent]
+    async fn replicate(&self, put: Put) -> Result<(), Status>;
+    /// `KV.Fetch`: this replica's copy of `key`.
+    #[idempotent]
+    async fn fetch(&self, key: String) -> Result<Option<Versioned>, Status>;
+    /// `KV.Dump`: every key this replica holds, for a restarted peer.
+    #[idempotent]
+    async fn dump(&self) -> Result<Vec<(String, Versioned)>, Status>;
 }
 
 /// The scenario files this crate's tests run, in the workspace's `scenarios/`.

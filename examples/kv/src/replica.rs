@@ -9,15 +9,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sim::ServerEnv;
-use squall::client::Caller;
-use squall::{CallOptions, Client, Context, Router, Status};
+use sim::{ServerEnv, Tracer};
+use squall::client::{CallHandle, Caller};
+use squall::{CallOptions, Context, Router, Status};
 use tokio::sync::mpsc;
 
-use crate::{KvConfig, Put, Versioned};
-
-/// A client to one peer.
-type Peer<C> = Client<C>;
+use crate::{Kv, KvConfig, KvServer, Peer, PeerCall, PeerClient, PeerServer, Put, Versioned};
 
 /// One replica's state. Memory only: a crash loses it.
 struct Replica<C> {
@@ -26,7 +23,9 @@ struct Replica<C> {
     /// False from a restart until recovery finished: the replica must not
     /// answer reads (its copy may miss acknowledged writes).
     recovered: AtomicBool,
-    peers: Vec<Peer<C>>,
+    peers: Vec<PeerClient<C>>,
+    /// Where `KV.Dump` records how many keys it sent.
+    tracer: Tracer,
 }
 
 fn not_ready() -> Status {
@@ -61,23 +60,19 @@ impl<C: Caller> Replica<C> {
         }
     }
 
-    /// Sends `method(args)` to every peer on its own task; the answers
-    /// arrive on the returned channel as they come (a slow or partitioned peer
-    /// delays nobody, and its call finishes in the background).
-    fn ask_peers<A, R>(&self, method: &'static str, args: &A) -> mpsc::Receiver<Result<R, Status>>
+    /// Starts `call` on every peer, each bounded by the peer timeout, and
+    /// awaits each on its own task; the answers arrive on the returned channel
+    /// as they come (a slow or partitioned peer delays nobody, and its call
+    /// finishes in the background).
+    fn ask_peers<R, F>(&self, call: F) -> mpsc::Receiver<Result<R, Status>>
     where
-        A: serde::Serialize,
         R: serde::de::DeserializeOwned + Send + 'static,
+        F: Fn(PeerCall<'_, C>) -> CallHandle<C::Future, R>,
     {
         let (tx, rx) = mpsc::channel(self.peers.len().max(1));
         for peer in &self.peers {
-            let call = peer.go_with::<A, R>(
-                method,
-                args,
-                CallOptions::new()
-                    .timeout(self.config.peer_timeout)
-                    .idempotent(),
-            );
+            let options = CallOptions::new().timeout(self.config.peer_timeout);
+            let call = call(peer.with_options(options));
             let tx = tx.clone();
             tokio::spawn(async move {
                 let _ = tx.send(call.await).await;
@@ -86,10 +81,11 @@ impl<C: Caller> Replica<C> {
         rx
     }
 
-    async fn put(self: Arc<Self>, put: Put) -> Result<u64, Status> {
+    /// A coordinated put: stored here, then on `write_quorum - 1` peers.
+    async fn coordinate_put(&self, put: Put) -> Result<u64, Status> {
         self.ready()?;
         self.store(&put);
-        let mut answers = self.ask_peers::<Put, ()>("KV.Replicate", &put);
+        let mut answers = self.ask_peers(|peer| peer.replicate(put.clone()));
         if self.config.ack_before_replicate {
             // THE BUG: the write is acknowledged while it lives on one replica.
             return Ok(put.version);
@@ -113,11 +109,12 @@ impl<C: Caller> Replica<C> {
         }
     }
 
-    async fn get(self: Arc<Self>, key: String) -> Result<Option<Versioned>, Status> {
+    /// A coordinated read: the newest of `read_quorum` replicas' copies.
+    async fn coordinate_get(&self, key: String) -> Result<Option<Versioned>, Status> {
         self.ready()?;
         let mut best = self.lock().get(&key).cloned();
         let mut answered = 1;
-        let mut answers = self.ask_peers::<String, Option<Versioned>>("KV.Fetch", &key);
+        let mut answers = self.ask_peers(|peer| peer.fetch(key.clone()));
         while answered < self.config.read_quorum {
             match answers.recv().await {
                 Some(Ok(theirs)) => {
@@ -146,7 +143,7 @@ impl<C: Caller> Replica<C> {
     /// replica whose peers are unreachable stays unready (safe, not available).
     async fn recover(self: Arc<Self>) {
         loop {
-            let mut answers = self.ask_peers::<(), Vec<(String, Versioned)>>("KV.Dump", &());
+            let mut answers = self.ask_peers(|peer| peer.dump());
             let mut dumps = Vec::new();
             while let Some(answer) = answers.recv().await {
                 match answer {
@@ -170,61 +167,59 @@ impl<C: Caller> Replica<C> {
     }
 }
 
+impl<C: Caller> Kv for Replica<C> {
+    async fn put(&self, _ctx: Context, put: Put) -> Result<u64, Status> {
+        self.coordinate_put(put).await
+    }
+
+    async fn get(&self, _ctx: Context, key: String) -> Result<Option<Versioned>, Status> {
+        self.coordinate_get(key).await
+    }
+}
+
+impl<C: Caller> Peer for Replica<C> {
+    async fn replicate(&self, put: Put) -> Result<(), Status> {
+        self.store(&put);
+        Ok(())
+    }
+
+    async fn fetch(&self, key: String) -> Result<Option<Versioned>, Status> {
+        self.ready()?;
+        Ok(self.lock().get(&key).cloned())
+    }
+
+    async fn dump(&self) -> Result<Vec<(String, Versioned)>, Status> {
+        self.ready()?;
+        let dump: Vec<(String, Versioned)> = self
+            .lock()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        self.tracer.record("kv.dump", &[("keys", &dump.len())]);
+        Ok(dump)
+    }
+}
+
 /// The router of one replica. `env.incarnation() > 0` means the host
 /// restarted and lost its memory: it recovers before serving reads.
 pub fn router(env: &ServerEnv, config: KvConfig) -> Router {
-    let peers = env.peers().iter().map(|p| env.client_to(p)).collect();
+    let peers = env
+        .peers()
+        .iter()
+        .map(|p| PeerClient::from_client(env.client_to(p)))
+        .collect();
     let restarted = env.incarnation() > 0;
     let replica = Arc::new(Replica {
         config,
         data: Mutex::new(BTreeMap::new()),
         recovered: AtomicBool::new(!restarted),
         peers,
+        tracer: env.tracer(),
     });
     if restarted {
         tokio::spawn(Arc::clone(&replica).recover());
     }
-    let tracer = env.tracer();
-    let (r1, r2, r3, r4, r5) = (
-        Arc::clone(&replica),
-        Arc::clone(&replica),
-        Arc::clone(&replica),
-        Arc::clone(&replica),
-        replica,
-    );
     Router::new()
-        .route("KV.Put", move |_ctx: Context, put: Put| {
-            Arc::clone(&r1).put(put)
-        })
-        .route("KV.Get", move |_ctx: Context, key: String| {
-            Arc::clone(&r2).get(key)
-        })
-        .route("KV.Replicate", move |_ctx: Context, put: Put| {
-            let replica = Arc::clone(&r3);
-            async move {
-                replica.store(&put);
-                Ok::<_, Status>(())
-            }
-        })
-        .route("KV.Fetch", move |_ctx: Context, key: String| {
-            let replica = Arc::clone(&r4);
-            async move {
-                replica.ready()?;
-                Ok::<_, Status>(replica.lock().get(&key).cloned())
-            }
-        })
-        .route("KV.Dump", move |_ctx: Context, (): ()| {
-            let replica = Arc::clone(&r5);
-            let tracer = tracer.clone();
-            async move {
-                replica.ready()?;
-                let dump: Vec<(String, Versioned)> = replica
-                    .lock()
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect();
-                tracer.record("kv.dump", &[("keys", &dump.len())]);
-                Ok::<_, Status>(dump)
-            }
-        })
+        .register(KvServer::new(Arc::clone(&replica)))
+        .register(PeerServer::new(replica))
 }

@@ -9,10 +9,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand::Rng as _;
-use sim::{ClientEnv, RunView};
-use squall::{CallOptions, Status};
+use sim::{ClientEnv, RunView, SimCaller};
+use squall::Status;
 
-use crate::{Put, Versioned};
+use crate::{KvClient, Put, Versioned};
 
 /// Keys each client host owns.
 pub const KEYS_PER_CLIENT: u64 = 8;
@@ -112,20 +112,24 @@ pub fn no_stale_reads(view: &RunView<'_>) -> Result<(), String> {
 
 /// One operation: a write of one of this host's keys (half the time) or a
 /// read of any written key.
-async fn operation(env: ClientEnv, rng: Arc<Mutex<squall::rng::Rng>>, versions: Arc<AtomicU64>) {
+async fn operation(
+    env: ClientEnv,
+    kv: KvClient<SimCaller>,
+    rng: Arc<Mutex<squall::rng::Rng>>,
+    versions: Arc<AtomicU64>,
+) {
     let history = env.shared::<History>();
     let (write, pick) = {
         let mut rng = rng.lock().unwrap_or_else(|p| p.into_inner());
         (rng.gen_bool(0.5), rng.gen_range(0..u64::MAX))
     };
-    let options = CallOptions::new().idempotent();
     if write {
         let put = Put {
             key: format!("{}/k{}", env.host(), pick % KEYS_PER_CLIENT),
             version: versions.fetch_add(1, Ordering::Relaxed) + 1,
             value: format!("{}@{}", env.host(), env.now().as_millis()),
         };
-        let result: Result<u64, Status> = env.client().call_with("KV.Put", &put, options).await;
+        let result: Result<u64, Status> = kv.put(put.clone()).await;
         if result.is_ok() {
             env.tracer()
                 .record("kv.put", &[("key", &put.key), ("version", &put.version)]);
@@ -140,8 +144,7 @@ async fn operation(env: ClientEnv, rng: Arc<Mutex<squall::rng::Rng>>, versions: 
             .written_key(pick as usize)
             .unwrap_or_else(|| format!("{}/k0", env.host()));
         let started_at = env.now();
-        let result: Result<Option<Versioned>, Status> =
-            env.client().call_with("KV.Get", &key, options).await;
+        let result: Result<Option<Versioned>, Status> = kv.get(key.clone()).await;
         if let Ok(found) = result {
             let version = found.map_or(0, |v| v.version);
             env.tracer()
@@ -160,7 +163,16 @@ async fn operation(env: ClientEnv, rng: Arc<Mutex<squall::rng::Rng>>, versions: 
 pub async fn run(env: ClientEnv) {
     let rng = Arc::new(Mutex::new(env.rng("kv")));
     let versions = Arc::new(AtomicU64::new(0));
+    // The scenario's client (balancer, retries, breakers), typed.
+    let kv = KvClient::from_client(env.client().clone());
     let op_env = env.clone();
-    env.drive(move || operation(op_env.clone(), Arc::clone(&rng), Arc::clone(&versions)))
-        .await;
+    env.drive(move || {
+        operation(
+            op_env.clone(),
+            kv.clone(),
+            Arc::clone(&rng),
+            Arc::clone(&versions),
+        )
+    })
+    .await;
 }

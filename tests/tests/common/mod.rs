@@ -8,7 +8,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use squall::server::ServerConfig;
-use squall::{Channel, ChannelConfig, Client, Server, Tcp, Transport};
+use squall::{Channel, ChannelConfig, Client, Server, Tcp};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 

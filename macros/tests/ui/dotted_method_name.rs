@@ -1,0 +1,9 @@
+use squall::{Context, Status};
+
+#[squall::service]
+trait Kv {
+    #[method = "Kv.Get"]
+    async fn get(&self, ctx: Context, key: String) -> Result<Option<String>, Status>;
+}
+
+fn main() {}
