@@ -69,8 +69,11 @@ echo "etcd tests: $(etcd --version | head -1) at $client_url (data dir $data_dir
 export SQUALL_ETCD_ENDPOINTS="$client_url"
 export SQUALL_ETCD_REQUIRED=1
 # The integration tests, and the unit tests that need the raw etcd client.
-if ! cargo test -p squall --features etcd --test etcd -- "$@" ||
-    ! cargo test -p squall --features etcd --lib registry::etcd -- "$@"; then
+# SQUALL_FEATURES: squall's features for the build (default `etcd`; CI passes
+# its full set so the tests reuse the build it already made).
+features=${SQUALL_FEATURES:-etcd}
+if ! cargo test -p squall --features "$features" --test etcd -- "$@" ||
+    ! cargo test -p squall --features "$features" --lib registry::etcd -- "$@"; then
     echo "etcd tests: failed; etcd's log:" >&2
     tail -n 50 "$log" >&2
     exit 1
