@@ -200,3 +200,36 @@ to = "5s"
 "#;
     passes(text).unwrap();
 }
+
+/// Before: each Poisson gap was slept on its own, and the 1 ms tick rounded
+/// every sleep up, so `rate = 200` delivered about 182 calls/s (10 s gave
+/// ~1,825 attempts). Arrivals now go out at their scheduled times: 10 s at 200
+/// calls/s is 2,000 expected (a Poisson count's spread is ±45; the bounds are
+/// ±5%, and the seeds are pinned, so this cannot flake).
+#[test]
+fn an_open_loop_client_delivers_its_configured_rate() {
+    let text = r#"
+name = "open-loop-rate"
+description = "rate = 200 for 10 s delivers ~2000 calls"
+duration = "10s"
+seeds = [1, 2, 3]
+
+[[servers]]
+group = "server"
+replicas = 1
+
+[[clients]]
+group = "client"
+targets = ["server"]
+rate = 200
+timeout = "1s"
+
+[[expect]]
+name = "the rate is the rate"
+kind = "call_count"
+endpoint = "server-1"
+min = 1900
+max = 2100
+"#;
+    passes(text).unwrap();
+}
