@@ -317,23 +317,8 @@ impl Endpoint {
             },
             None => guarded.await,
         };
-        match outcome {
-            Ok(Ok(response)) => response.result,
-            Ok(Err(never)) => match never {},
-            Err(panic) => Err(Status::internal(format!(
-                "handler panicked: {}",
-                panic_message(&*panic)
-            ))),
-        }
+        crate::server::result_of(outcome)
     }
-}
-
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
-    payload
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("non-string panic payload")
 }
 
 #[cfg(test)]

@@ -115,8 +115,9 @@ fn send_response(queue: &WriteQueue, id: u64, codec: Codec, result: Result<bytes
     }
 }
 
-/// What a handler's future, run under `catch_unwind`, means for the caller.
-fn result_of(
+/// What a handler's future, run under `catch_unwind`, means for the caller
+/// (the binary protocol's and the HTTP endpoint's).
+pub(crate) fn result_of(
     outcome: Result<Result<Response, Infallible>, Box<dyn std::any::Any + Send>>,
 ) -> Result<bytes::Bytes, Status> {
     match outcome {

@@ -11,6 +11,8 @@
 
 mod admission;
 mod connection;
+#[cfg(feature = "http")]
+pub(crate) use connection::result_of;
 mod into_status;
 pub mod middleware;
 mod router;
